@@ -1,0 +1,82 @@
+// A Log is one partition's ordered, offset-addressed sequence of records: the
+// broker's single storage primitive, with a memory and a disk backend.
+#ifndef ONCE_BROKER_LOG_H_
+#define ONCE_BROKER_LOG_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "broker/record.h"
+
+namespace once::broker {
+
+struct ReadLimits {
+  // A read returns at most this many records...
+  size_t max_records = 1000;
+  // ...and stops before the record that would take it past this many
+  // PayloadBytes(), except that the first record is always returned, so a
+  // record larger than the limit can still be read.
+  size_t max_bytes = 1 << 20;
+};
+
+struct LogStats {
+  int64_t first_offset = 0;  // the lowest offset still readable
+  int64_t next_offset = 0;   // the offset the next append gets
+  int64_t size_bytes = 0;    // bytes held (memory) or on disk (disk)
+  int64_t segments = 0;      // segment files (disk); 0 for memory
+  int64_t appends = 0;       // Append calls that succeeded since open
+  int64_t syncs = 0;         // fdatasync calls since open (disk)
+};
+
+class Log {
+ public:
+  virtual ~Log() = default;
+
+  // Appends `records` in order with consecutive offsets from NextOffset(),
+  // and returns the first one. Each record's `offset` is ignored and its
+  // other fields are stored as given. Returns only once the records are as
+  // durable as the log's policy says (disk, fsync=always: on stable storage;
+  // concurrent appenders share one fdatasync). Errors: kResourceExhausted
+  // when a memory log's budget is full (nothing is appended),
+  // kInvalidArgument for an empty batch. Thread-safe.
+  virtual absl::StatusOr<int64_t> Append(absl::Span<const Record> records) = 0;
+
+  // Returns records from `offset` on, in order, within `limits`. An offset
+  // equal to NextOffset() gives an empty result (nothing yet); one below
+  // FirstOffset() (trimmed or past retention) or above NextOffset() gives
+  // kOutOfRange with both bounds in the message. Thread-safe, and safe
+  // concurrently with Append.
+  virtual absl::StatusOr<std::vector<Record>> Read(int64_t offset, ReadLimits limits) const = 0;
+
+  // Drops what lies below `offset`: a memory log frees those records; a
+  // disk log removes every segment whose records all lie below it (so
+  // FirstOffset() may stay below `offset`). Never drops unread-by-contract
+  // data above `offset`. Thread-safe.
+  virtual absl::Status TrimBefore(int64_t offset) = 0;
+
+  // Applies retention at `now_ms`: removes whole segments (disk) or the
+  // oldest records (memory) older than `retention_ms` or beyond
+  // `retention_bytes` of total size; a negative limit means none. The disk
+  // backend never removes the segment being appended to. Thread-safe.
+  virtual absl::Status EnforceRetention(int64_t now_ms, int64_t retention_ms,
+                                        int64_t retention_bytes) = 0;
+
+  // Returns the first offset whose record's timestamp is >= `time_ms`, or
+  // NextOffset() when there is none. Thread-safe.
+  virtual absl::StatusOr<int64_t> OffsetForTime(int64_t time_ms) const = 0;
+
+  // Makes every appended record durable now, whatever the policy.
+  virtual absl::Status Sync() = 0;
+
+  virtual int64_t FirstOffset() const = 0;
+  virtual int64_t NextOffset() const = 0;
+  virtual LogStats Stats() const = 0;
+};
+
+}  // namespace once::broker
+
+#endif  // ONCE_BROKER_LOG_H_

@@ -1,0 +1,417 @@
+#include "broker/partitioned_topic.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "schema/status_macros.h"
+
+namespace once::broker {
+
+namespace {
+
+// At most this many threads append one Publish's partitions concurrently.
+constexpr size_t kMaxAppendWorkers = 8;
+
+// Rebuilding the dedup index reads the last window in chunks of this size.
+constexpr ReadLimits kRebuildReadLimits{.max_records = 4096, .max_bytes = 16 << 20};
+
+absl::Status Annotate(const absl::Status& s, absl::string_view context) {
+  return absl::Status(s.code(), absl::StrCat(context, ": ", s.message()));
+}
+
+// One partition's share of a Publish.
+struct PartitionBatch {
+  int partition = 0;
+  std::vector<size_t> indices;  // positions in the Publish input
+  std::vector<Record> records;  // in input order
+  absl::StatusOr<int64_t> first_offset = absl::UnknownError("not appended");
+};
+
+}  // namespace
+
+class PartitionedTopic::FencedLog final : public Log {
+ public:
+  FencedLog(std::unique_ptr<Log> inner, const PartitionedTopic* topic)
+      : inner_(std::move(inner)), topic_(topic) {}
+
+  absl::StatusOr<int64_t> Append(absl::Span<const Record> records) override {
+    absl::ReaderMutexLock lock(&topic_->fence_mu_);
+    if (topic_->deleted_) return topic_->DeletedError();
+    return inner_->Append(records);
+  }
+  absl::Status TrimBefore(int64_t offset) override {
+    absl::ReaderMutexLock lock(&topic_->fence_mu_);
+    if (topic_->deleted_) return topic_->DeletedError();
+    return inner_->TrimBefore(offset);
+  }
+  absl::Status EnforceRetention(int64_t now_ms, int64_t retention_ms,
+                                int64_t retention_bytes) override {
+    absl::ReaderMutexLock lock(&topic_->fence_mu_);
+    if (topic_->deleted_) return topic_->DeletedError();
+    return inner_->EnforceRetention(now_ms, retention_ms, retention_bytes);
+  }
+  absl::Status Sync() override {
+    absl::ReaderMutexLock lock(&topic_->fence_mu_);
+    if (topic_->deleted_) return topic_->DeletedError();
+    return inner_->Sync();
+  }
+
+  absl::StatusOr<std::vector<Record>> Read(int64_t offset, ReadLimits limits) const override {
+    return inner_->Read(offset, limits);
+  }
+  absl::StatusOr<int64_t> OffsetForTime(int64_t time_ms) const override {
+    return inner_->OffsetForTime(time_ms);
+  }
+  int64_t FirstOffset() const override { return inner_->FirstOffset(); }
+  int64_t NextOffset() const override { return inner_->NextOffset(); }
+  LogStats Stats() const override { return inner_->Stats(); }
+
+ private:
+  const std::unique_ptr<Log> inner_;
+  const PartitionedTopic* const topic_;
+};
+
+absl::StatusOr<std::unique_ptr<PartitionedTopic>> PartitionedTopic::Open(
+    std::string name, TopicConfig config, std::vector<std::unique_ptr<Log>> partitions,
+    Clock* clock, std::shared_ptr<MemoryBudget> budget) {
+  if (absl::Status s = ValidateTopicConfig(config); !s.ok()) {
+    return Annotate(s, absl::StrCat("topic '", name, "'"));
+  }
+  if (static_cast<int>(partitions.size()) != config.partitions) {
+    return absl::InvalidArgumentError(absl::StrCat("topic '", name, "' has ", config.partitions,
+                                                   " partitions but ", partitions.size(),
+                                                   " logs were given"));
+  }
+  for (const auto& log : partitions) {
+    if (log == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("topic '", name, "': a partition log is null"));
+    }
+  }
+  if (clock == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("topic '", name, "': clock is null"));
+  }
+  std::unique_ptr<PartitionedTopic> topic(new PartitionedTopic(
+      std::move(name), config, std::move(partitions), clock, std::move(budget)));
+
+  if (topic->dedup_ != nullptr) ONCE_RETURN_IF_ERROR(topic->RebuildDedupIndex());
+  return topic;
+}
+
+PartitionedTopic::PartitionedTopic(std::string name, TopicConfig config,
+                                   std::vector<std::unique_ptr<Log>> partitions, Clock* clock,
+                                   std::shared_ptr<MemoryBudget> budget)
+    : name_(std::move(name)),
+      config_(config),
+      clock_(clock),
+      budget_(std::move(budget)),
+      partitions_(Fenced(std::move(partitions), this)),
+      partitioner_(config.partitions),
+      dedup_(config.dedup_window_ms > 0
+                 ? std::make_unique<DedupIndex>(config.dedup_window_ms, config.dedup_max_entries)
+                 : nullptr),
+      last_sync_ms_(clock->NowMs()) {}
+
+std::vector<std::unique_ptr<Log>> PartitionedTopic::Fenced(std::vector<std::unique_ptr<Log>> logs,
+                                                           const PartitionedTopic* topic) {
+  // `topic` is under construction: FencedLog only stores the pointer.
+  for (std::unique_ptr<Log>& log : logs) log = std::make_unique<FencedLog>(std::move(log), topic);
+  return logs;
+}
+
+absl::Status PartitionedTopic::RebuildDedupIndex() {
+  const int64_t from = clock_->NowMs() - config_.dedup_window_ms;
+  struct Found {
+    int64_t timestamp_ms;
+    int partition;
+    int64_t offset;
+    std::string key;
+  };
+  std::vector<Found> found;
+  for (int p = 0; p < config_.partitions; ++p) {
+    const Log& log = *partitions_[p];
+    const std::string context =
+        absl::StrCat("topic '", name_, "' partition ", p, ": rebuilding the dedup index");
+    absl::StatusOr<int64_t> start = log.OffsetForTime(from);
+    if (!start.ok()) return Annotate(start.status(), context);
+    int64_t offset = *start;
+    const int64_t end = log.NextOffset();
+    while (offset < end) {
+      absl::StatusOr<std::vector<Record>> records = log.Read(offset, kRebuildReadLimits);
+      if (!records.ok()) return Annotate(records.status(), context);
+      if (records->empty()) break;
+      for (Record& r : *records) {
+        // OffsetForTime is exact only for ordered timestamps: filter again.
+        if (r.idempotency_key.empty() || r.timestamp_ms < from) continue;
+        found.push_back(Found{r.timestamp_ms, p, r.offset, std::move(r.idempotency_key)});
+      }
+      offset = records->back().offset + 1;
+    }
+  }
+  // In publish order across partitions, so that the first publish of a key
+  // wins and count eviction drops the oldest, as they did before the restart.
+  std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) {
+    return std::tie(a.timestamp_ms, a.partition, a.offset) <
+           std::tie(b.timestamp_ms, b.partition, b.offset);
+  });
+  for (const Found& f : found) {
+    dedup_->Insert(f.key, DedupIndex::Location{f.partition, f.offset}, f.timestamp_ms);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PartitionedTopic::DeletedError() const {
+  return absl::NotFoundError(absl::StrCat("topic '", name_, "' was deleted"));
+}
+
+void PartitionedTopic::MarkDeleted() {
+  absl::MutexLock lock(&fence_mu_);
+  deleted_ = true;
+}
+
+void PartitionedTopic::UnmarkDeleted() {
+  absl::MutexLock lock(&fence_mu_);
+  deleted_ = false;
+}
+
+absl::StatusOr<std::vector<PublishResult>> PartitionedTopic::Publish(std::vector<Record> messages) {
+  {
+    absl::ReaderMutexLock lock(&fence_mu_);
+    if (deleted_) return DeletedError();
+  }
+  if (messages.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("publish to topic '", name_, "' has no messages"));
+  }
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const size_t bytes = messages[i].PayloadBytes();
+    if (static_cast<int64_t>(bytes) > config_.max_message_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "message ", i, " of the batch to topic '", name_, "' has ", bytes,
+          " bytes (key + idempotency key + headers + value), over the topic's max_message_bytes ",
+          config_.max_message_bytes, "; nothing of the batch was stored"));
+    }
+  }
+
+  const int64_t now = clock_->NowMs();
+  for (Record& m : messages) {
+    m.timestamp_ms = now;
+    m.offset = 0;
+    if (!m.key.empty()) m.flags |= kRecordHasKey;
+  }
+
+  const size_t n = messages.size();
+  std::vector<PublishResult> results(n);
+  // Index of the earlier message of this batch with the same idempotency
+  // key, or -1. Such messages are answered from it and not stored.
+  std::vector<int64_t> same_as(n, -1);
+  // True when the dedup index answered the message (a duplicate).
+  std::vector<bool> answered(n, false);
+  // The keys this call reserved, and the messages carrying them.
+  std::vector<std::string> reserved_keys;
+  std::vector<size_t> reserved_messages;
+
+  if (dedup_ != nullptr) {
+    std::vector<std::string> keys;
+    std::vector<size_t> key_messages;
+    {
+      absl::flat_hash_map<absl::string_view, size_t> first_with_key;
+      for (size_t i = 0; i < n; ++i) {
+        const std::string& k = messages[i].idempotency_key;
+        if (k.empty()) continue;
+        auto [it, inserted] = first_with_key.try_emplace(k, i);
+        if (!inserted) {
+          same_as[i] = static_cast<int64_t>(it->second);
+          continue;
+        }
+        keys.push_back(k);
+        key_messages.push_back(i);
+      }
+    }
+    if (!keys.empty()) {
+      // May wait for concurrent publishers of the same keys.
+      std::vector<std::optional<DedupIndex::Location>> hits = dedup_->Reserve(keys, now);
+      for (size_t j = 0; j < keys.size(); ++j) {
+        const size_t i = key_messages[j];
+        if (hits[j].has_value()) {
+          results[i] = PublishResult{hits[j]->partition, hits[j]->offset, /*duplicate=*/true};
+          answered[i] = true;
+        } else {
+          reserved_keys.push_back(std::move(keys[j]));
+          reserved_messages.push_back(i);
+        }
+      }
+    }
+  }
+
+  // Group what must be stored by partition, keeping input order.
+  std::vector<PartitionBatch> batches;
+  std::vector<int> batch_of_partition(static_cast<size_t>(config_.partitions), -1);
+  std::vector<int> batch_of_message(n, -1);
+  for (size_t i = 0; i < n; ++i) {
+    if (same_as[i] >= 0 || answered[i]) continue;
+    const int p = partitioner_.Choose(messages[i]);
+    int& b = batch_of_partition[static_cast<size_t>(p)];
+    if (b < 0) {
+      b = static_cast<int>(batches.size());
+      batches.emplace_back();
+      batches.back().partition = p;
+    }
+    batch_of_message[i] = b;
+    batches[b].indices.push_back(i);
+    batches[b].records.push_back(std::move(messages[i]));
+  }
+
+  auto append = [this](PartitionBatch& batch) {
+    batch.first_offset = partitions_[static_cast<size_t>(batch.partition)]->Append(batch.records);
+  };
+  const bool overlap = batches.size() > 1 && config_.backend == Backend::kDisk &&
+                       config_.fsync == FsyncPolicy::kAlways;
+  if (!overlap) {
+    for (PartitionBatch& batch : batches) append(batch);
+  } else {
+    // Each fdatasync takes ~100 µs or more: syncing partitions one after
+    // another would multiply the latency by the partitions touched.
+    const size_t workers = std::min(batches.size(), kMaxAppendWorkers);
+    auto work = [&](size_t w) {
+      for (size_t b = w; b < batches.size(); b += workers) append(batches[b]);
+    };
+    std::vector<std::future<void>> helpers;
+    for (size_t w = 1; w < workers; ++w) {
+      try {
+        helpers.push_back(std::async(std::launch::async, work, w));
+      } catch (const std::system_error&) {
+        work(w);  // no thread to spare: do its share here
+      }
+    }
+    work(0);
+    for (std::future<void>& f : helpers) f.wait();
+  }
+
+  absl::Status error;
+  std::vector<int> stored_partitions;
+  for (const PartitionBatch& batch : batches) {
+    if (!batch.first_offset.ok()) {
+      if (error.ok()) {
+        error = Annotate(batch.first_offset.status(),
+                         absl::StrCat("topic '", name_, "' partition ", batch.partition));
+      }
+      continue;
+    }
+    stored_partitions.push_back(batch.partition);
+    for (size_t j = 0; j < batch.indices.size(); ++j) {
+      results[batch.indices[j]] = PublishResult{
+          batch.partition, *batch.first_offset + static_cast<int64_t>(j), /*duplicate=*/false};
+    }
+  }
+
+  if (dedup_ != nullptr && !reserved_keys.empty()) {
+    std::vector<DedupIndex::Stored> stored;
+    std::vector<std::string> failed;
+    for (size_t k = 0; k < reserved_keys.size(); ++k) {
+      const size_t i = reserved_messages[k];
+      const int b = batch_of_message[i];
+      if (batches[b].first_offset.ok()) {
+        stored.push_back(
+            DedupIndex::Stored{std::move(reserved_keys[k]),
+                               DedupIndex::Location{results[i].partition, results[i].offset}});
+      } else {
+        failed.push_back(std::move(reserved_keys[k]));
+      }
+    }
+    if (!stored.empty()) dedup_->Commit(stored, now);
+    if (!failed.empty()) dedup_->Release(failed);
+  }
+
+  if (!error.ok()) {
+    if (stored_partitions.empty()) return error;
+    std::sort(stored_partitions.begin(), stored_partitions.end());
+    return absl::Status(
+        error.code(),
+        absl::StrCat(error.message(), " (the batch's messages for partitions ",
+                     absl::StrJoin(stored_partitions, ","),
+                     " were stored; retrying with idempotency keys stores each message once)"));
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (same_as[i] < 0) continue;
+    results[i] = results[static_cast<size_t>(same_as[i])];
+    results[i].duplicate = true;
+  }
+  return results;
+}
+
+absl::StatusOr<std::vector<Record>> PartitionedTopic::Read(int partition, int64_t offset,
+                                                           ReadLimits limits) const {
+  if (partition < 0 || partition >= config_.partitions) {
+    return absl::InvalidArgumentError(absl::StrCat("partition ", partition,
+                                                   " is out of range: topic '", name_, "' has ",
+                                                   config_.partitions, " partitions"));
+  }
+  return partitions_[static_cast<size_t>(partition)]->Read(offset, limits);
+}
+
+Log* PartitionedTopic::partition(int index) const {
+  if (index < 0 || index >= config_.partitions) return nullptr;
+  return partitions_[static_cast<size_t>(index)].get();
+}
+
+TopicDescription PartitionedTopic::Describe() const {
+  TopicDescription d;
+  d.name = name_;
+  d.config = config_;
+  d.partitions.reserve(partitions_.size());
+  for (int p = 0; p < config_.partitions; ++p) {
+    d.partitions.push_back(PartitionDescription{p, partitions_[static_cast<size_t>(p)]->Stats()});
+  }
+  return d;
+}
+
+absl::Status PartitionedTopic::RunMaintenance(int64_t now_ms) {
+  absl::Status first_error;
+  auto note = [&](const absl::Status& s, int p, absl::string_view what) {
+    if (!s.ok() && first_error.ok()) {
+      first_error = Annotate(s, absl::StrCat("topic '", name_, "' partition ", p, ": ", what));
+    }
+  };
+  if (config_.retention_ms >= 0 || config_.retention_bytes >= 0) {
+    for (int p = 0; p < config_.partitions; ++p) {
+      note(partitions_[static_cast<size_t>(p)]->EnforceRetention(now_ms, config_.retention_ms,
+                                                                 config_.retention_bytes),
+           p, "retention");
+    }
+  }
+  if (config_.backend == Backend::kDisk && config_.fsync == FsyncPolicy::kInterval) {
+    bool due = false;
+    {
+      absl::MutexLock lock(&maintenance_mu_);
+      if (now_ms - last_sync_ms_ >= config_.fsync_interval_ms) {
+        last_sync_ms_ = now_ms;
+        due = true;
+      }
+    }
+    if (due) {
+      for (int p = 0; p < config_.partitions; ++p) {
+        note(partitions_[static_cast<size_t>(p)]->Sync(), p, "sync");
+      }
+    }
+  }
+  if (dedup_ != nullptr) dedup_->Expire(now_ms);
+  return first_error;
+}
+
+}  // namespace once::broker

@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Prints scripts/bench's table: fio's baseline, then every benchmark's median.
+
+Reads fio_seq.json, fio_sync.json and <binary>.json (Google Benchmark's JSON
+output with repetitions) from the directory given as the only argument.
+"""
+import json
+import pathlib
+import sys
+
+
+def fio_figures(out):
+    seq = json.loads((out / "fio_seq.json").read_text())["jobs"][0]["write"]
+    sync = json.loads((out / "fio_sync.json").read_text())["jobs"][0]
+    sync_lat = sync.get("sync", {}).get("lat_ns", {})
+    return {
+        "seq_write_MiBps": seq["bw_bytes"] / 2**20,
+        "fdatasync_per_s": sync["write"]["iops"],
+        "fdatasync_p50_us": sync_lat.get("percentile", {}).get("50.000000", 0) / 1000,
+    }
+
+
+def medians(out):
+    rows = {}
+    for path in sorted(out.glob("*_bench.json")):
+        for b in json.loads(path.read_text()).get("benchmarks", []):
+            if b.get("aggregate_name") != "median":
+                continue
+            name = b["run_name"]
+            rows[name] = {
+                "items_per_second": b.get("items_per_second", 0.0),
+                "bytes_per_second": b.get("bytes_per_second", 0.0),
+            }
+    return rows
+
+
+def main():
+    out = pathlib.Path(sys.argv[1])
+    fio = fio_figures(out)
+    print()
+    print("baseline (fio, same disk, same run)")
+    print(f"  sequential write 1 MiB blocks : {fio['seq_write_MiBps']:10.1f} MiB/s")
+    print(f"  4 KiB write + fdatasync       : {fio['fdatasync_per_s']:10.0f} /s"
+          f"  (p50 {fio['fdatasync_p50_us']:.0f} us)")
+    print()
+    rows = medians(out)
+    width = max([len(n) for n in rows] + [20])
+    print(f"{'benchmark (median)':<{width}}  {'msg/s':>12}  {'MiB/s':>9}")
+    for name, r in rows.items():
+        mib = r["bytes_per_second"] / 2**20
+        print(f"{name:<{width}}  {r['items_per_second']:12.0f}  {mib:9.1f}")
+    print()
+    for line in targets(rows, fio):
+        print(line)
+
+
+def find(rows, *parts):
+    """The median row whose name contains every part, or None."""
+    for name, r in rows.items():
+        if all(p in name for p in parts):
+            return r
+    return None
+
+
+def targets(rows, fio):
+    """The ratios the issues state targets in, where the benchmarks exist."""
+    lines = ["targets"]
+
+    def check(label, value, goal, unit=""):
+        verdict = "met" if value >= goal else "NOT met"
+        lines.append(f"  {label}: {value:.2f}{unit} (target >= {goal}{unit}) {verdict}")
+
+    disk4k = find(rows, "BM_DiskAppendNoSync", "4096")
+    if disk4k:
+        ratio = disk4k["bytes_per_second"] / 2**20 / fio["seq_write_MiBps"]
+        check("disk append fsync=never 4 KiB / fio sequential write", ratio, 0.7)
+    one = find(rows, "BM_DiskAppendAlways", "threads:1")
+    sixteen = find(rows, "BM_DiskAppendAlways", "threads:16")
+    if one and sixteen and one["items_per_second"] > 0:
+        check("fsync=always 16 appenders / 1 appender", sixteen["items_per_second"] /
+              one["items_per_second"], 10, "x")
+    mem = find(rows, "BM_MemoryAppend")
+    if mem:
+        check("memory append 256 B (M msg/s)", mem["items_per_second"] / 1e6, 5)
+    shared_mem = find(rows, "BM_SharedLeaseAck", "memory")
+    if shared_mem:
+        check("memory shared lease+ack (M msg/s)", shared_mem["items_per_second"] / 1e6, 1)
+    shared_disk = find(rows, "BM_SharedLeaseAck", "disk")
+    disk_append = find(rows, "BM_DiskAppendAlways", "threads:1")
+    if shared_disk and disk_append and disk_append["items_per_second"] > 0:
+        check("disk shared lease+ack / disk append (same size)",
+              shared_disk["items_per_second"] / disk_append["items_per_second"], 0.3)
+    return lines
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,955 @@
+#include "broker/disk_log.h"
+
+#include <stdlib.h>
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "broker/record.h"
+#include "broker/record_format.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "schema/coding.h"
+#include "tests/testing/fake_clock.h"
+#include "tests/testing/status_matchers.h"
+
+namespace once::broker {
+namespace {
+
+namespace fs = std::filesystem;
+using ::once::testing::FakeClock;
+using ::once::testing::IsOk;
+using ::once::testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+
+constexpr int64_t kT0 = 1'700'000'000'000;
+
+MATCHER_P(IsOkAndHolds, expected, "is OK and holds " + ::testing::PrintToString(expected)) {
+  if (!arg.ok()) {
+    *result_listener << "status is " << arg.status();
+    return false;
+  }
+  return ::testing::ExplainMatchResult(expected, *arg, result_listener);
+}
+
+Record MakeRecord(int64_t i, int64_t timestamp_ms = kT0, size_t pad = 40) {
+  Record r;
+  r.timestamp_ms = timestamp_ms;
+  r.flags = kRecordHasKey;
+  r.key = absl::StrCat("key-", i);
+  if (i % 3 == 0) r.idempotency_key = absl::StrCat("idem-", i);
+  if (i % 2 == 0) r.headers = {{"h", absl::StrCat(i)}, {"trace", "t"}};
+  r.value = absl::StrCat("value-", i, "-", std::string(pad, static_cast<char>('a' + i % 26)));
+  return r;
+}
+
+// `r` as Read returns it after being appended at `offset`.
+Record AtOffset(Record r, int64_t offset) {
+  r.offset = offset;
+  return r;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+void WriteFile(const std::string& path, const std::string& data) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(data.data(), static_cast<std::streamsize>(data.size()));
+}
+
+void FlipBit(const std::string& path, int64_t position, int bit = 0) {
+  std::string data = ReadFile(path);
+  ASSERT_LT(position, static_cast<int64_t>(data.size()));
+  data[position] = static_cast<char>(data[position] ^ (1 << bit));
+  WriteFile(path, data);
+}
+
+// Byte positions of the frames in a segment file, from its bytes.
+std::vector<int64_t> FramePositions(const std::string& path) {
+  const std::string data = ReadFile(path);
+  std::vector<int64_t> positions;
+  size_t pos = 0;
+  while (pos < data.size()) {
+    Record r;
+    absl::StatusOr<size_t> n = DecodeFrame(absl::string_view(data).substr(pos), &r);
+    EXPECT_THAT(n, IsOk()) << path << " at " << pos;
+    if (!n.ok()) break;
+    positions.push_back(static_cast<int64_t>(pos));
+    pos += *n;
+  }
+  return positions;
+}
+
+class DiskLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = JoinTemp("disk_log_test.XXXXXX");
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    root_ = tmpl;
+    dir_ = root_ + "/p0";
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  static std::string JoinTemp(const std::string& name) {
+    std::string t = ::testing::TempDir();
+    if (!t.empty() && t.back() != '/') t += '/';
+    return t + name;
+  }
+
+  DiskLogOptions Options() const {
+    DiskLogOptions o;
+    o.dir = dir_;
+    o.fsync = FsyncPolicy::kNever;
+    o.clock = &clock_;
+    return o;
+  }
+
+  // Small segments and a dense index, so that tests roll and seek.
+  DiskLogOptions SmallSegments() const {
+    DiskLogOptions o = Options();
+    o.segment_bytes = 1024;
+    o.index_interval_bytes = 128;
+    return o;
+  }
+
+  std::string SegmentPath(int64_t base, const std::string& dir = "") const {
+    return absl::StrCat(dir.empty() ? dir_ : dir, "/", absl::StrFormat("%020d", base), ".log");
+  }
+  std::string IndexPath(int64_t base) const {
+    return absl::StrCat(dir_, "/", absl::StrFormat("%020d", base), ".index");
+  }
+
+  std::vector<int64_t> SegmentBases() const {
+    std::vector<int64_t> bases;
+    for (const auto& e : fs::directory_iterator(dir_)) {
+      const std::string name = e.path().filename().string();
+      if (name.size() == 24 && name.substr(20) == ".log")
+        bases.push_back(std::stoll(name.substr(0, 20)));
+    }
+    std::sort(bases.begin(), bases.end());
+    return bases;
+  }
+
+  // Appends records [from, to) one per Append.
+  void AppendRange(DiskLog* log, int64_t from, int64_t to, int64_t ts_step = 0) {
+    for (int64_t i = from; i < to; ++i) {
+      ONCE_ASSERT_OK_AND_ASSIGN(int64_t offset, log->Append({MakeRecord(i, kT0 + i * ts_step)}));
+      ASSERT_EQ(offset, i);
+    }
+  }
+
+  // Every record of the log, read in pieces of `chunk` records.
+  std::vector<Record> ReadAll(const Log& log, size_t chunk = 7) const {
+    std::vector<Record> all;
+    int64_t offset = log.FirstOffset();
+    while (offset < log.NextOffset()) {
+      absl::StatusOr<std::vector<Record>> got = log.Read(offset, ReadLimits{chunk, 1 << 20});
+      EXPECT_THAT(got, IsOk());
+      if (!got.ok() || got->empty()) break;
+      offset = got->back().offset + 1;
+      for (Record& r : *got) all.push_back(std::move(r));
+    }
+    return all;
+  }
+
+  void ExpectRecords(const Log& log, int64_t from, int64_t to, int64_t ts_step = 0) const {
+    std::vector<Record> all = ReadAll(log);
+    ASSERT_THAT(all, SizeIs(to - from));
+    for (int64_t i = from; i < to; ++i) {
+      EXPECT_EQ(all[i - from], AtOffset(MakeRecord(i, kT0 + i * ts_step), i)) << "offset " << i;
+    }
+  }
+
+  mutable FakeClock clock_{kT0};
+  std::string root_;
+  std::string dir_;
+};
+
+// --- Basics ---
+
+TEST_F(DiskLogTest, EmptyLogOpensAndReopens) {
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
+    EXPECT_EQ(log->FirstOffset(), 0);
+    EXPECT_EQ(log->NextOffset(), 0);
+    ONCE_ASSERT_OK_AND_ASSIGN(auto records, log->Read(0, ReadLimits{}));
+    EXPECT_THAT(records, IsEmpty());
+    EXPECT_EQ(log->Stats().segments, 1);
+  }
+  EXPECT_TRUE(fs::exists(SegmentPath(0)));
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
+  EXPECT_EQ(log->NextOffset(), 0);
+  EXPECT_EQ(log->recovery_report().truncated_bytes, 0);
+  ONCE_ASSERT_OK_AND_ASSIGN(int64_t first, log->Append({MakeRecord(0)}));
+  EXPECT_EQ(first, 0);
+}
+
+TEST_F(DiskLogTest, AppendAssignsConsecutiveOffsetsAndKeepsEveryField) {
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
+  std::vector<Record> batch = {MakeRecord(0), MakeRecord(1), MakeRecord(2)};
+  batch[1].offset = 12345;  // ignored
+  batch[2].flags = kRecordValueBinary;
+  batch[2].key.clear();
+  batch[2].value = std::string("\0\xff\x01", 3);
+  ONCE_ASSERT_OK_AND_ASSIGN(int64_t first, log->Append(batch));
+  EXPECT_EQ(first, 0);
+  ONCE_ASSERT_OK_AND_ASSIGN(int64_t next, log->Append({MakeRecord(3)}));
+  EXPECT_EQ(next, 3);
+  ONCE_ASSERT_OK_AND_ASSIGN(auto records, log->Read(0, ReadLimits{}));
+  ASSERT_THAT(records, SizeIs(4));
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(records[i], AtOffset(batch[i], i));
+  EXPECT_EQ(records[3], AtOffset(MakeRecord(3), 3));
+  LogStats stats = log->Stats();
+  EXPECT_EQ(stats.appends, 2);
+  EXPECT_EQ(stats.next_offset, 4);
+  EXPECT_EQ(stats.size_bytes, static_cast<int64_t>(fs::file_size(SegmentPath(0))));
+}
+
+TEST_F(DiskLogTest, OffsetsContinueAfterReopen) {
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
+    AppendRange(log.get(), 0, 10);
+  }
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
+    EXPECT_EQ(log->NextOffset(), 10);
+    AppendRange(log.get(), 10, 15);
+  }
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
+  ExpectRecords(*log, 0, 15);
+}
+
+TEST_F(DiskLogTest, ReadLimitsCountRecordsAndBytesButAlwaysReturnOne) {
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
+  AppendRange(log.get(), 0, 20);
+  ONCE_ASSERT_OK_AND_ASSIGN(auto five, log->Read(3, ReadLimits{5, 1 << 20}));
+  ASSERT_THAT(five, SizeIs(5));
+  EXPECT_EQ(five.front().offset, 3);
+  EXPECT_EQ(five.back().offset, 7);
+  const size_t one = MakeRecord(3).PayloadBytes();
+  ONCE_ASSERT_OK_AND_ASSIGN(auto by_bytes, log->Read(3, ReadLimits{100, 2 * one + one / 2}));
+  EXPECT_THAT(by_bytes, SizeIs(2));
+  ONCE_ASSERT_OK_AND_ASSIGN(auto tiny, log->Read(3, ReadLimits{100, 1}));
+  ASSERT_THAT(tiny, SizeIs(1));
+  EXPECT_EQ(tiny[0].offset, 3);
+}
+
+TEST_F(DiskLogTest, ReadsAtAndPastTheEnd) {
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
+  AppendRange(log.get(), 0, 3);
+  ONCE_ASSERT_OK_AND_ASSIGN(auto none, log->Read(3, ReadLimits{}));
+  EXPECT_THAT(none, IsEmpty());
+  EXPECT_THAT(log->Read(4, ReadLimits{}),
+              StatusIs(absl::StatusCode::kOutOfRange,
+                       AllOf(HasSubstr("offset 4 is past the end"), HasSubstr("next offset 3"))));
+}
+
+TEST_F(DiskLogTest, BadInputIsRefused) {
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
+  EXPECT_THAT(log->Append({}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty batch")));
+  EXPECT_EQ(log->NextOffset(), 0);
+  AppendRange(log.get(), 0, 2);
+  EXPECT_THAT(log->Read(-1, ReadLimits{}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("offset -1 is negative")));
+  EXPECT_THAT(log->Read(0, ReadLimits{0, 100}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_records")));
+  EXPECT_EQ(log->Stats().appends, 2);
+}
+
+TEST_F(DiskLogTest, BadOptionsAreNamed) {
+  DiskLogOptions o = Options();
+  o.dir = "";
+  EXPECT_THAT(DiskLog::Open(o), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("dir")));
+  o = Options();
+  o.segment_bytes = 0;
+  EXPECT_THAT(DiskLog::Open(o),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("segment_bytes")));
+  o = Options();
+  o.index_interval_bytes = -1;
+  EXPECT_THAT(DiskLog::Open(o),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("index_interval_bytes")));
+  o = Options();
+  o.fsync = FsyncPolicy::kInterval;
+  o.fsync_interval_ms = 0;
+  EXPECT_THAT(DiskLog::Open(o),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("fsync_interval_ms")));
+  o = Options();
+  o.clock = nullptr;
+  EXPECT_THAT(DiskLog::Open(o), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("clock")));
+}
+
+TEST_F(DiskLogTest, DirectoryThatIsAFileIsAnError) {
+  fs::create_directories(root_);
+  WriteFile(dir_, "not a directory");
+  EXPECT_THAT(DiskLog::Open(Options()), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST_F(DiskLogTest, StrayFilesAreCleanedOrIgnored) {
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
+    AppendRange(log.get(), 0, 3);
+  }
+  WriteFile(IndexPath(500), "orphan index");
+  WriteFile(IndexPath(0) + ".tmp", "half written");
+  WriteFile(dir_ + "/README", "someone else's file");
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
+  ExpectRecords(*log, 0, 3);
+  EXPECT_FALSE(fs::exists(IndexPath(500)));
+  EXPECT_FALSE(fs::exists(IndexPath(0) + ".tmp"));
+  EXPECT_TRUE(fs::exists(dir_ + "/README"));
+}
+
+// --- Segments and the index ---
+
+TEST_F(DiskLogTest, RollsSegmentsAndReadsAcrossThem) {
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
+    AppendRange(log.get(), 0, 100);
+    LogStats stats = log->Stats();
+    EXPECT_GT(stats.segments, 5);
+    ExpectRecords(*log, 0, 100);
+    // A read from any offset returns the right record, across segments.
+    for (int64_t at = 0; at < 100; at += 13) {
+      ONCE_ASSERT_OK_AND_ASSIGN(auto got, log->Read(at, ReadLimits{30, 1 << 20}));
+      ASSERT_THAT(got, SizeIs(std::min<int64_t>(30, 100 - at)));
+      for (size_t k = 0; k < got.size(); ++k)
+        EXPECT_EQ(got[k].offset, at + static_cast<int64_t>(k));
+    }
+  }
+  const std::vector<int64_t> bases = SegmentBases();
+  ASSERT_GT(bases.size(), 5u);
+  EXPECT_EQ(bases.front(), 0);
+  for (size_t i = 0; i < bases.size(); ++i) {
+    EXPECT_LE(fs::file_size(SegmentPath(bases[i])), 1024u) << bases[i];
+    // Sealed segments have an index; the active one keeps it in memory.
+    EXPECT_EQ(fs::exists(IndexPath(bases[i])), i + 1 < bases.size()) << bases[i];
+  }
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
+  EXPECT_EQ(log->recovery_report().rebuilt_indexes, 0);
+  EXPECT_EQ(log->recovery_report().segments, static_cast<int64_t>(bases.size()));
+  EXPECT_EQ(log->NextOffset(), 100);
+  ExpectRecords(*log, 0, 100);
+  AppendRange(log.get(), 100, 120);
+  ExpectRecords(*log, 0, 120);
+}
+
+TEST_F(DiskLogTest, ARecordLargerThanASegmentGetsOneOfItsOwn) {
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
+  AppendRange(log.get(), 0, 2);
+  Record big = MakeRecord(2, kT0, 5000);
+  ONCE_ASSERT_OK_AND_ASSIGN(int64_t offset, log->Append({big}));
+  EXPECT_EQ(offset, 2);
+  AppendRange(log.get(), 3, 4);
+  EXPECT_EQ(log->Stats().segments, 3);
+  ONCE_ASSERT_OK_AND_ASSIGN(auto got, log->Read(2, ReadLimits{1, 10}));
+  ASSERT_THAT(got, SizeIs(1));
+  EXPECT_EQ(got[0], AtOffset(big, 2));
+}
+
+TEST_F(DiskLogTest, LostIndexIsRebuiltAndReadsStayRight) {
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
+    AppendRange(log.get(), 0, 60);
+  }
+  const std::vector<int64_t> bases = SegmentBases();
+  ASSERT_GE(bases.size(), 3u);
+  const std::string original = ReadFile(IndexPath(bases[1]));
+  fs::remove(IndexPath(bases[0]));
+  fs::remove(IndexPath(bases[1]));
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
+    EXPECT_EQ(log->recovery_report().rebuilt_indexes, 2);
+    ExpectRecords(*log, 0, 60);
+  }
+  // Rebuilt byte for byte as it was written.
+  EXPECT_EQ(ReadFile(IndexPath(bases[1])), original);
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
+  EXPECT_EQ(log->recovery_report().rebuilt_indexes, 0);
+}
+
+TEST_F(DiskLogTest, DamagedIndexIsRebuilt) {
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
+    AppendRange(log.get(), 0, 60);
+  }
+  const std::vector<int64_t> bases = SegmentBases();
+  ASSERT_GE(bases.size(), 4u);
+  FlipBit(IndexPath(bases[0]), 60);          // an entry: the CRC catches it
+  FlipBit(IndexPath(bases[1]), 20);          // the header's log size
+  fs::resize_file(IndexPath(bases[2]), 30);  // torn
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
+  EXPECT_EQ(log->recovery_report().rebuilt_indexes, 3);
+  ExpectRecords(*log, 0, 60);
+}
+
+TEST_F(DiskLogTest, StaleIndexIsRebuilt) {
+  // An intact index of another log with the same base offset: its sizes
+  // and offsets do not match this log.
+  const std::string other = root_ + "/other";
+  {
+    DiskLogOptions o = SmallSegments();
+    o.dir = other;
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
+    for (int i = 0; i < 30; ++i) ASSERT_THAT(log->Append({MakeRecord(i, kT0, 5)}), IsOk());
+  }
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
+    AppendRange(log.get(), 0, 30);
+  }
+  fs::copy_file(other + "/00000000000000000000.index", IndexPath(0),
+                fs::copy_options::overwrite_existing);
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
+  EXPECT_EQ(log->recovery_report().rebuilt_indexes, 1);
+  ExpectRecords(*log, 0, 30);
+}
+
+TEST_F(DiskLogTest, EmptyActiveSegmentAfterACrashedRollIsFine) {
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
+    AppendRange(log.get(), 0, 5);
+  }
+  // What a crash right after the roll's file creation leaves (the sealed
+  // segment's index may be missing too).
+  WriteFile(SegmentPath(5), "");
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
+  EXPECT_EQ(log->recovery_report().rebuilt_indexes, 1);
+  EXPECT_EQ(log->NextOffset(), 5);
+  AppendRange(log.get(), 5, 8);
+  ExpectRecords(*log, 0, 8);
+}
+
+// --- Torn tails ---
+
+// Writes 6 records (the last one alone in its Append), then, for every byte
+// position inside the last record, cuts a copy of the segment there and
+// reopens it.
+TEST_F(DiskLogTest, TornTailAtEveryByteOfTheLastRecordIsCut) {
+  {
+    DiskLogOptions o = Options();
+    o.fsync = FsyncPolicy::kAlways;
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
+    AppendRange(log.get(), 0, 6);
+  }
+  const std::string original = ReadFile(SegmentPath(0));
+  const std::vector<int64_t> frames = FramePositions(SegmentPath(0));
+  ASSERT_THAT(frames, SizeIs(6));
+  const int64_t start = frames.back();
+  const int64_t end = static_cast<int64_t>(original.size());
+  for (int64_t cut = start; cut < end; ++cut) {
+    SCOPED_TRACE(absl::StrCat("cut at byte ", cut));
+    const std::string dir = absl::StrCat(root_, "/cut", cut);
+    fs::create_directories(dir);
+    WriteFile(SegmentPath(0, dir), original.substr(0, cut));
+    DiskLogOptions o = Options();
+    o.dir = dir;
+    {
+      ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
+      const RecoveryReport& report = log->recovery_report();
+      EXPECT_EQ(report.truncated_bytes, cut - start);
+      EXPECT_EQ(report.truncated_file, cut > start ? SegmentPath(0, dir) : "");
+      EXPECT_EQ(report.dropped_corrupt_bytes, 0);
+      EXPECT_EQ(log->NextOffset(), 5);
+      EXPECT_EQ(fs::file_size(SegmentPath(0, dir)), static_cast<uintmax_t>(start));
+      ONCE_ASSERT_OK_AND_ASSIGN(int64_t offset, log->Append({MakeRecord(5)}));
+      EXPECT_EQ(offset, 5);
+    }
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
+    EXPECT_EQ(log->recovery_report().truncated_bytes, 0);
+    std::vector<Record> all = ReadAll(*log);
+    ASSERT_THAT(all, SizeIs(6));
+    for (int64_t i = 0; i < 6; ++i) EXPECT_EQ(all[i], AtOffset(MakeRecord(i), i));
+    log.reset();
+    fs::remove_all(dir);
+  }
+}
+
+TEST_F(DiskLogTest, TornBatchKeepsItsCompleteRecordsAndSealedSegmentsStay) {
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
+    AppendRange(log.get(), 0, 30);
+    std::vector<Record> batch;
+    for (int i = 30; i < 34; ++i) batch.push_back(MakeRecord(i));
+    ONCE_ASSERT_OK_AND_ASSIGN(int64_t first, log->Append(batch));
+    ASSERT_EQ(first, 30);
+  }
+  const int64_t last = SegmentBases().back();
+  const std::string path = SegmentPath(last);
+  const std::vector<int64_t> frames = FramePositions(path);
+  ASSERT_GE(frames.size(), 4u);
+  // The batch's third record is torn: two of the batch survive.
+  const int64_t torn_at = frames[frames.size() - 2];
+  const int64_t size = static_cast<int64_t>(fs::file_size(path));
+  fs::resize_file(path, static_cast<uintmax_t>(torn_at + 10));
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
+  EXPECT_EQ(log->recovery_report().truncated_bytes, 10);
+  EXPECT_EQ(log->recovery_report().truncated_file, path);
+  EXPECT_LT(torn_at, size);
+  EXPECT_EQ(log->NextOffset(), 32);
+  ExpectRecords(*log, 0, 32);
+}
+
+TEST_F(DiskLogTest, ZeroFilledTailIsCutAsTorn) {
+  // A crash can leave the file longer than the data that reached the disk,
+  // the rest reading as zeros.
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
+    AppendRange(log.get(), 0, 4);
+  }
+  const int64_t size = static_cast<int64_t>(fs::file_size(SegmentPath(0)));
+  fs::resize_file(SegmentPath(0), static_cast<uintmax_t>(size + 4096));
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
+  EXPECT_EQ(log->recovery_report().truncated_bytes, 4096);
+  ExpectRecords(*log, 0, 4);
+}
+
+TEST_F(DiskLogTest, DamagedLastRecordWithNothingAfterItIsATornTail) {
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
+    AppendRange(log.get(), 0, 4);
+  }
+  const std::vector<int64_t> frames = FramePositions(SegmentPath(0));
+  const int64_t size = static_cast<int64_t>(fs::file_size(SegmentPath(0)));
+  FlipBit(SegmentPath(0), frames[3] + 40);
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
+  EXPECT_EQ(log->recovery_report().truncated_bytes, size - frames[3]);
+  ExpectRecords(*log, 0, 3);
+}
+
+// --- Corruption in the middle ---
+
+TEST_F(DiskLogTest, BitFlipInAMiddleRecordIsDataLossNamingFileAndByte) {
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
+    AppendRange(log.get(), 0, 8);
+  }
+  const std::vector<int64_t> frames = FramePositions(SegmentPath(0));
+  const std::string pristine = ReadFile(SegmentPath(0));
+  // In the CRC, the magic, the offset, the timestamp and the payload.
+  for (int64_t delta : {0, 4, 14, 22, 50}) {
+    SCOPED_TRACE(absl::StrCat("byte ", delta, " of record 3"));
+    WriteFile(SegmentPath(0), pristine);
+    FlipBit(SegmentPath(0), frames[3] + delta, 2);
+    EXPECT_THAT(
+        DiskLog::Open(Options()),
+        StatusIs(absl::StatusCode::kDataLoss,
+                 AllOf(HasSubstr(SegmentPath(0)), HasSubstr(absl::StrCat("at byte ", frames[3])),
+                       HasSubstr("an intact record (offset 4) follows"))));
+  }
+  // The refused log was not changed.
+  EXPECT_EQ(fs::file_size(SegmentPath(0)), pristine.size());
+}
+
+TEST_F(DiskLogTest, BitFlipInAMiddleRecordWithTruncatePolicyKeepsWhatCameBefore) {
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
+    AppendRange(log.get(), 0, 8);
+  }
+  const std::vector<int64_t> frames = FramePositions(SegmentPath(0));
+  const int64_t size = static_cast<int64_t>(fs::file_size(SegmentPath(0)));
+  FlipBit(SegmentPath(0), frames[3] + 50);
+  DiskLogOptions o = Options();
+  o.on_corruption = CorruptionPolicy::kTruncate;
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
+    const RecoveryReport& report = log->recovery_report();
+    EXPECT_EQ(report.dropped_corrupt_bytes, size - frames[3]);
+    EXPECT_EQ(report.truncated_bytes, 0);
+    EXPECT_THAT(report.corruption, HasSubstr(absl::StrCat("at byte ", frames[3])));
+    EXPECT_EQ(log->NextOffset(), 3);
+    ExpectRecords(*log, 0, 3);
+    AppendRange(log.get(), 3, 5);
+  }
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
+  ExpectRecords(*log, 0, 5);
+}
+
+TEST_F(DiskLogTest, ImpossibleLengthInTheMiddleIsDataLoss) {
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
+    AppendRange(log.get(), 0, 8);
+  }
+  const std::vector<int64_t> frames = FramePositions(SegmentPath(0));
+  const std::string pristine = ReadFile(SegmentPath(0));
+  // Out of the valid range; in range but past the end of the file; in range
+  // and inside the file but not where the next record starts.
+  for (uint32_t length : {0xfffffff0u, 100u << 20, 64u}) {
+    SCOPED_TRACE(absl::StrCat("length ", length));
+    std::string data = pristine;
+    EncodeFixed32(data.data() + frames[2] + 8, length);
+    WriteFile(SegmentPath(0), data);
+    EXPECT_THAT(
+        DiskLog::Open(Options()),
+        StatusIs(absl::StatusCode::kDataLoss,
+                 AllOf(HasSubstr(SegmentPath(0)), HasSubstr(absl::StrCat("at byte ", frames[2])))));
+  }
+}
+
+TEST_F(DiskLogTest, RecordWithTheWrongOffsetIsDataLoss) {
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
+    AppendRange(log.get(), 0, 3);
+  }
+  // A record of another log (offset 0 again) pasted at the end: intact, but
+  // not the next offset. Not a torn write: refused.
+  const std::vector<int64_t> frames = FramePositions(SegmentPath(0));
+  std::string data = ReadFile(SegmentPath(0));
+  data += data.substr(0, frames[1]);
+  WriteFile(SegmentPath(0), data);
+  EXPECT_THAT(DiskLog::Open(Options()),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("has offset 0, expected 3")));
+}
+
+TEST_F(DiskLogTest, CorruptionInASealedSegmentIsFoundByReadsOrAFullCheck) {
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
+    AppendRange(log.get(), 0, 60);
+  }
+  const std::vector<int64_t> bases = SegmentBases();
+  ASSERT_GE(bases.size(), 4u);
+  const std::string sealed = SegmentPath(bases[1]);
+  const std::vector<int64_t> frames = FramePositions(sealed);
+  ASSERT_GE(frames.size(), 3u);
+  FlipBit(sealed, frames[1] + 40);
+
+  // The cheap check (index, first and last record) does not read record 1;
+  // the read that reaches it reports it.
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
+    EXPECT_THAT(log->Read(bases[1], ReadLimits{}),
+                StatusIs(absl::StatusCode::kDataLoss,
+                         AllOf(HasSubstr(sealed), HasSubstr(absl::StrCat("at byte ", frames[1])))));
+    ONCE_ASSERT_OK_AND_ASSIGN(auto before,
+                              log->Read(0, ReadLimits{static_cast<size_t>(bases[1]), 1 << 20}));
+    EXPECT_THAT(before, SizeIs(bases[1]));
+  }
+  DiskLogOptions o = SmallSegments();
+  o.verify_sealed_segments = true;
+  EXPECT_THAT(DiskLog::Open(o),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       AllOf(HasSubstr(sealed), HasSubstr(absl::StrCat("at byte ", frames[1])),
+                             HasSubstr("sealed segment"))));
+
+  o.on_corruption = CorruptionPolicy::kTruncate;
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
+    EXPECT_GT(log->recovery_report().dropped_corrupt_bytes, 0);
+    EXPECT_EQ(log->NextOffset(), bases[1] + 1);
+    EXPECT_EQ(log->Stats().segments, 2);
+    ExpectRecords(*log, 0, bases[1] + 1);
+    AppendRange(log.get(), bases[1] + 1, bases[1] + 4);
+  }
+  EXPECT_THAT(SegmentBases(), ElementsAre(bases[0], bases[1]));
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
+  ExpectRecords(*log, 0, bases[1] + 4);
+}
+
+TEST_F(DiskLogTest, DamagedEndOfASealedSegmentIsCaughtAtOpen) {
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
+    AppendRange(log.get(), 0, 60);
+  }
+  const std::vector<int64_t> bases = SegmentBases();
+  const std::string sealed = SegmentPath(bases[1]);
+  const std::vector<int64_t> frames = FramePositions(sealed);
+  // A sealed segment was synced before the next one was created: a damaged
+  // last record there is corruption, not a torn tail.
+  FlipBit(sealed, frames.back() + 40);
+  EXPECT_THAT(DiskLog::Open(SmallSegments()),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       AllOf(HasSubstr(sealed), HasSubstr(absl::StrCat("at byte ", frames.back())),
+                             HasSubstr("sealed segment"))));
+  // Also when the sealed segment was cut short.
+  FlipBit(sealed, frames.back() + 40);
+  fs::resize_file(sealed, static_cast<uintmax_t>(frames.back() + 5));
+  EXPECT_THAT(DiskLog::Open(SmallSegments()), StatusIs(absl::StatusCode::kDataLoss));
+}
+
+TEST_F(DiskLogTest, MissingSegmentIsDataLoss) {
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
+    AppendRange(log.get(), 0, 60);
+  }
+  const std::vector<int64_t> bases = SegmentBases();
+  ASSERT_GE(bases.size(), 4u);
+  fs::remove(SegmentPath(bases[2]));
+  fs::remove(IndexPath(bases[2]));
+  EXPECT_THAT(DiskLog::Open(SmallSegments()),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       AllOf(HasSubstr(SegmentPath(bases[3])), HasSubstr("records are missing"))));
+  DiskLogOptions o = SmallSegments();
+  o.on_corruption = CorruptionPolicy::kTruncate;
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
+  EXPECT_EQ(log->NextOffset(), bases[2]);
+  EXPECT_GT(log->recovery_report().dropped_corrupt_bytes, 0);
+  EXPECT_THAT(SegmentBases(), ElementsAre(bases[0], bases[1]));
+}
+
+// --- Durability ---
+
+TEST_F(DiskLogTest, GroupCommitSharesSyncsAmongConcurrentAppenders) {
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 100;
+  DiskLogOptions o = Options();
+  o.fsync = FsyncPolicy::kAlways;
+  o.segment_bytes = 16 << 10;  // rolls happen under concurrency too
+  std::vector<std::vector<int64_t>> offsets(kThreads);
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kPerThread; ++i) {
+          Record r = MakeRecord(i);
+          r.key = absl::StrCat("thread-", t);
+          r.value = absl::StrCat(t, "/", i);
+          absl::StatusOr<int64_t> offset = log->Append({r});
+          ASSERT_THAT(offset, IsOk());
+          // Visible once Append returns.
+          absl::StatusOr<std::vector<Record>> got = log->Read(*offset, ReadLimits{1, 1 << 20});
+          ASSERT_THAT(got, IsOk());
+          ASSERT_THAT(*got, SizeIs(1));
+          EXPECT_EQ((*got)[0].value, r.value);
+          offsets[t].push_back(*offset);
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    const LogStats stats = log->Stats();
+    EXPECT_EQ(stats.appends, kThreads * kPerThread);
+    EXPECT_LT(stats.syncs, stats.appends);
+    EXPECT_GT(stats.syncs, 0);
+    EXPECT_EQ(stats.next_offset, kThreads * kPerThread);
+  }
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
+  std::vector<Record> all = ReadAll(*log, 100);
+  ASSERT_THAT(all, SizeIs(kThreads * kPerThread));
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kPerThread; ++i) {
+      const Record& r = all[offsets[t][i]];
+      EXPECT_EQ(r.key, absl::StrCat("thread-", t));
+      EXPECT_EQ(r.value, absl::StrCat(t, "/", i));
+    }
+  }
+}
+
+TEST_F(DiskLogTest, IntervalPolicySyncsWhenTheIntervalElapsed) {
+  DiskLogOptions o = Options();
+  o.fsync = FsyncPolicy::kInterval;
+  o.fsync_interval_ms = 100;
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
+  AppendRange(log.get(), 0, 3);
+  EXPECT_EQ(log->Stats().syncs, 0);
+  clock_.Advance(99);
+  AppendRange(log.get(), 3, 4);
+  EXPECT_EQ(log->Stats().syncs, 0);
+  clock_.Advance(1);
+  AppendRange(log.get(), 4, 5);
+  EXPECT_EQ(log->Stats().syncs, 1);
+  AppendRange(log.get(), 5, 6);
+  EXPECT_EQ(log->Stats().syncs, 1);
+  // The broker's periodic Sync() covers the rest; a second one has nothing
+  // to do.
+  ONCE_ASSERT_OK(log->Sync());
+  EXPECT_EQ(log->Stats().syncs, 2);
+  ONCE_ASSERT_OK(log->Sync());
+  EXPECT_EQ(log->Stats().syncs, 2);
+}
+
+TEST_F(DiskLogTest, NeverPolicySyncsOnlyWhenAsked) {
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
+  AppendRange(log.get(), 0, 10);
+  clock_.Advance(1'000'000);
+  AppendRange(log.get(), 10, 11);
+  EXPECT_EQ(log->Stats().syncs, 0);
+  ONCE_ASSERT_OK(log->Sync());
+  EXPECT_EQ(log->Stats().syncs, 1);
+}
+
+TEST_F(DiskLogTest, AlwaysPolicySyncsEveryLoneAppend) {
+  DiskLogOptions o = Options();
+  o.fsync = FsyncPolicy::kAlways;
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
+  AppendRange(log.get(), 0, 5);
+  EXPECT_EQ(log->Stats().syncs, 5);
+  ONCE_ASSERT_OK(log->Sync());
+  EXPECT_EQ(log->Stats().syncs, 5);
+}
+
+TEST_F(DiskLogTest, ReadersRunConcurrentlyWithAppendsAndSeeOnlyWholeRecords) {
+  for (FsyncPolicy policy : {FsyncPolicy::kNever, FsyncPolicy::kAlways}) {
+    SCOPED_TRACE(static_cast<int>(policy));
+    fs::remove_all(dir_);
+    DiskLogOptions o = SmallSegments();
+    o.segment_bytes = 8 << 10;
+    o.fsync = policy;
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
+    constexpr int64_t kTotal = 400;
+    std::atomic<bool> done{false};
+    std::thread writer([&] {
+      for (int64_t i = 0; i < kTotal; i += 4) {
+        std::vector<Record> batch;
+        for (int64_t k = i; k < i + 4; ++k) batch.push_back(MakeRecord(k));
+        ASSERT_THAT(log->Append(batch), IsOk());
+      }
+      done = true;
+    });
+    std::vector<std::thread> readers;
+    for (int r = 0; r < 2; ++r) {
+      readers.emplace_back([&] {
+        int64_t next = 0;
+        // Bounded (the cap is only a safety net): the reader follows the
+        // writer, yielding when it caught up, and stops once the writer is
+        // done and nothing is left.
+        for (int64_t pass = 0; pass < 100'000'000 && next < kTotal; ++pass) {
+          const bool writer_done = done.load();
+          absl::StatusOr<std::vector<Record>> got = log->Read(next, ReadLimits{50, 1 << 20});
+          ASSERT_THAT(got, IsOk());
+          for (const Record& rec : *got) {
+            ASSERT_EQ(rec, AtOffset(MakeRecord(next), next));
+            ++next;
+          }
+          if (got->empty()) {
+            if (writer_done) break;
+            std::this_thread::yield();
+          }
+        }
+        EXPECT_EQ(next, kTotal);
+      });
+    }
+    writer.join();
+    for (auto& th : readers) th.join();
+  }
+}
+
+// --- Retention, trimming, time ---
+
+TEST_F(DiskLogTest, TrimBeforeRemovesWholeSegmentsBelowTheOffset) {
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
+  AppendRange(log.get(), 0, 60);
+  const std::vector<int64_t> bases = SegmentBases();
+  ASSERT_GE(bases.size(), 4u);
+  // Inside segment 2: segments 0 and 1 go, 2 stays.
+  ONCE_ASSERT_OK(log->TrimBefore(bases[2] + 1));
+  EXPECT_EQ(log->FirstOffset(), bases[2]);
+  EXPECT_EQ(SegmentBases().front(), bases[2]);
+  EXPECT_FALSE(fs::exists(IndexPath(bases[0])));
+  EXPECT_THAT(log->Read(bases[2] - 1, ReadLimits{}),
+              StatusIs(absl::StatusCode::kOutOfRange,
+                       HasSubstr(absl::StrCat("offset ", bases[2] - 1,
+                                              " is below the first retained offset ", bases[2]))));
+  ONCE_ASSERT_OK_AND_ASSIGN(auto got, log->Read(bases[2], ReadLimits{1, 1 << 20}));
+  ASSERT_THAT(got, SizeIs(1));
+  EXPECT_EQ(got[0].offset, bases[2]);
+  // Past the end: every sealed segment goes, never the active one.
+  ONCE_ASSERT_OK(log->TrimBefore(1'000'000));
+  EXPECT_EQ(log->Stats().segments, 1);
+  EXPECT_EQ(log->FirstOffset(), bases.back());
+  ONCE_ASSERT_OK(log->TrimBefore(-5));
+  log.reset();
+  ONCE_ASSERT_OK_AND_ASSIGN(log, DiskLog::Open(SmallSegments()));
+  EXPECT_EQ(log->FirstOffset(), bases.back());
+  ExpectRecords(*log, bases.back(), 60);
+}
+
+TEST_F(DiskLogTest, RetentionByAgeRemovesSegmentsWhoseNewestRecordIsOld) {
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
+  // Stamped by the (fake) clock as the topic does, one record a second:
+  // record i at kT0 + i s.
+  for (int64_t i = 0; i < 60; ++i) {
+    ASSERT_THAT(log->Append({MakeRecord(i, clock_.NowMs())}), IsOk());
+    clock_.Advance(1000);
+  }
+  const std::vector<int64_t> bases = SegmentBases();
+  ASSERT_GE(bases.size(), 4u);
+  // 40 s later (kT0 + 100 s) with 70 s retention, records before kT0 + 30 s
+  // are old: a segment goes when its newest record is.
+  clock_.Advance(40'000);
+  const int64_t now = clock_.NowMs();
+  ASSERT_EQ(now, kT0 + 100'000);
+  ONCE_ASSERT_OK(log->EnforceRetention(now, 70'000, -1));
+  // Records below 30 are older than 70 s. The segment holding record 30 is
+  // kept; the ones before it held only older records and are gone.
+  const int64_t first = log->FirstOffset();
+  EXPECT_GT(first, 0);
+  EXPECT_LE(first, 30);
+  EXPECT_TRUE(std::find(bases.begin(), bases.end(), first) != bases.end());
+  const std::vector<int64_t> kept = SegmentBases();
+  EXPECT_EQ(kept.front(), first);
+  EXPECT_EQ(kept.size(),
+            static_cast<size_t>(bases.end() - std::find(bases.begin(), bases.end(), first)));
+  ExpectRecords(*log, kept.front(), 60, 1000);
+  // Everything is old: all sealed segments go, never the active one.
+  ONCE_ASSERT_OK(log->EnforceRetention(now + 1'000'000, 1, -1));
+  EXPECT_EQ(log->Stats().segments, 1);
+  EXPECT_EQ(log->FirstOffset(), bases.back());
+  ONCE_ASSERT_OK_AND_ASSIGN(int64_t next, log->Append({MakeRecord(60)}));
+  EXPECT_EQ(next, 60);
+}
+
+TEST_F(DiskLogTest, RetentionByBytesKeepsTheTotalUnderTheLimit) {
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
+  AppendRange(log.get(), 0, 80);
+  const int64_t before = log->Stats().size_bytes;
+  ONCE_ASSERT_OK(log->EnforceRetention(kT0, -1, 3000));
+  const LogStats stats = log->Stats();
+  EXPECT_LE(stats.size_bytes, 3000);
+  EXPECT_LT(stats.size_bytes, before);
+  // It stopped as soon as the total fit: one more segment would not have.
+  EXPECT_GT(stats.size_bytes, 3000 - 1024);
+  ExpectRecords(*log, stats.first_offset, 80);
+  ONCE_ASSERT_OK(log->EnforceRetention(kT0, -1, 0));
+  EXPECT_EQ(log->Stats().segments, 1);
+  // No limits: nothing happens.
+  ONCE_ASSERT_OK(log->EnforceRetention(kT0, -1, -1));
+  EXPECT_EQ(log->Stats().segments, 1);
+}
+
+TEST_F(DiskLogTest, OffsetForTimeFindsTheFirstRecordAtOrAfter) {
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
+  // Timestamps rise by 10 ms, except that record 25 goes back in time.
+  auto ts = [](int64_t i) { return i == 25 ? kT0 : kT0 + i * 10; };
+  for (int64_t i = 0; i < 50; ++i) ASSERT_THAT(log->Append({MakeRecord(i, ts(i))}), IsOk());
+  // The answer by brute force, from `first` on.
+  auto expected = [&](int64_t t, int64_t first) {
+    for (int64_t i = first; i < 50; ++i) {
+      if (ts(i) >= t) return i;
+    }
+    return int64_t{50};
+  };
+  EXPECT_THAT(log->OffsetForTime(kT0 + 1), IsOkAndHolds(1));
+  EXPECT_THAT(log->OffsetForTime(kT0 + 255), IsOkAndHolds(26));
+  EXPECT_THAT(log->OffsetForTime(kT0 + 491), IsOkAndHolds(50));  // none: NextOffset()
+  for (int64_t t = kT0 - 5; t <= kT0 + 500; t += 5) {
+    EXPECT_THAT(log->OffsetForTime(t), IsOkAndHolds(expected(t, 0))) << t - kT0;
+  }
+  // After trimming, the answer is never below the first offset.
+  const std::vector<int64_t> bases = SegmentBases();
+  ASSERT_GE(bases.size(), 4u);
+  ONCE_ASSERT_OK(log->TrimBefore(bases[2]));
+  EXPECT_THAT(log->OffsetForTime(0), IsOkAndHolds(bases[2]));
+  // The same answers from indexes rebuilt at open.
+  log.reset();
+  for (int64_t b : bases) fs::remove(IndexPath(b));
+  ONCE_ASSERT_OK_AND_ASSIGN(log, DiskLog::Open(SmallSegments()));
+  for (int64_t t = kT0 - 5; t <= kT0 + 500; t += 5) {
+    EXPECT_THAT(log->OffsetForTime(t), IsOkAndHolds(expected(t, bases[2]))) << t - kT0;
+  }
+}
+
+}  // namespace
+}  // namespace once::broker

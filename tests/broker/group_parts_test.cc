@@ -1,0 +1,278 @@
+// The small pieces of consumer groups: settings, tokens, offset ranges,
+// the lease table and the store.
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "broker/group_config.h"
+#include "broker/group_lease_table.h"
+#include "broker/group_ranges.h"
+#include "broker/group_store.h"
+#include "broker/group_token.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/broker/group_testing.h"
+#include "tests/testing/status_matchers.h"
+
+namespace once::broker {
+namespace {
+
+using ::once::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+TEST(GroupConfigTest, NamesRoundTrip) {
+  for (GroupMode m : {GroupMode::kShared, GroupMode::kOrdered}) {
+    EXPECT_THAT(ParseGroupMode(GroupModeName(m)), testing::IsOkAndHolds(m));
+  }
+  for (Guarantee g : {Guarantee::kAtLeastOnce, Guarantee::kIdempotent, Guarantee::kExactlyOnce}) {
+    EXPECT_THAT(ParseGuarantee(GuaranteeName(g)), testing::IsOkAndHolds(g));
+  }
+  for (Position p : {Position::Earliest(), Position::Latest(), Position::Offset(7),
+                     Position::Time(1700000000000)}) {
+    EXPECT_THAT(ParsePosition(PositionName(p)), testing::IsOkAndHolds(p));
+  }
+  EXPECT_THAT(ParseGroupMode("queue"), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseGuarantee("twice"), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParsePosition("offset:-1"), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParsePosition("yesterday"), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(GroupConfigTest, DefaultsAreValidAndDeadLetterTopicDefaults) {
+  GroupConfig c;
+  EXPECT_THAT(ValidateGroupConfig(c, "orders"), ::once::testing::IsOk());
+  EXPECT_EQ(DeadLetterTopicFor("orders", c), "orders-dlq");
+  c.dead_letter_topic = "parked";
+  EXPECT_EQ(DeadLetterTopicFor("orders", c), "parked");
+  // A 200-character topic has no room for "-dlq".
+  EXPECT_THAT(ValidateGroupConfig(GroupConfig(), std::string(200, 'a')),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("dead_letter_topic")));
+}
+
+class DeliveryTokenTest : public ::testing::Test {
+ protected:
+  DeliveryTokenCodec codec_ = *DeliveryTokenCodec::Create(DeliveryTokenCodec::NewSecret());
+  DeliveryToken token_{42, 3, 7, 5, 123456789012, 99, 2};
+};
+
+TEST_F(DeliveryTokenTest, RoundTrips) {
+  std::string text = codec_.Encode(token_);
+  EXPECT_EQ(text.size(), 66u);
+  EXPECT_THAT(codec_.Decode(text), testing::IsOkAndHolds(token_));
+}
+
+TEST_F(DeliveryTokenTest, EveryAlteredCharacterIsRefused) {
+  const std::string text = codec_.Encode(token_);
+  for (size_t i = 0; i < text.size(); ++i) {
+    std::string altered = text;
+    altered[i] = altered[i] == 'A' ? 'B' : 'A';
+    EXPECT_THAT(codec_.Decode(altered), StatusIs(absl::StatusCode::kInvalidArgument)) << i;
+  }
+}
+
+TEST_F(DeliveryTokenTest, AnotherSecretsTokensAreForged) {
+  auto other = *DeliveryTokenCodec::Create(DeliveryTokenCodec::NewSecret());
+  EXPECT_THAT(codec_.Decode(other.Encode(token_)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("forged")));
+}
+
+TEST_F(DeliveryTokenTest, MalformedTextIsRefused) {
+  EXPECT_THAT(codec_.Decode(""), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(codec_.Decode(std::string(66, '*')),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("base64")));
+  EXPECT_THAT(DeliveryTokenCodec::Create("short"), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(OffsetRangeSetTest, InsertMergesAndAbsorbsIntoFloor) {
+  OffsetRangeSet s(10);
+  EXPECT_TRUE(s.Contains(9));
+  EXPECT_FALSE(s.Contains(10));
+  EXPECT_TRUE(s.Insert(12));
+  EXPECT_TRUE(s.Insert(13));
+  EXPECT_FALSE(s.Insert(13));
+  EXPECT_TRUE(s.Insert(15));
+  EXPECT_EQ(s.floor(), 10);
+  EXPECT_EQ(s.CountAboveFloor(), 3);
+  EXPECT_THAT(s.Ranges(), ElementsAre(OffsetRange{12, 14}, OffsetRange{15, 16}));
+  EXPECT_EQ(s.NextAbsent(12), 14);
+  EXPECT_EQ(s.NextAbsent(5), 10);
+  EXPECT_EQ(s.FloorWith({10, 11}), 14);
+  EXPECT_EQ(s.FloorWith({10, 11, 14}), 16);
+  EXPECT_EQ(s.FloorWith({11}), 10);
+  EXPECT_TRUE(s.Insert(11));
+  EXPECT_TRUE(s.Insert(10));
+  EXPECT_EQ(s.floor(), 14);
+  EXPECT_TRUE(s.Insert(14));
+  EXPECT_EQ(s.floor(), 16);
+  EXPECT_EQ(s.CountAboveFloor(), 0);
+  EXPECT_TRUE(s.Ranges().empty());
+}
+
+TEST(OffsetRangeSetTest, InsertRangeOverlapsAndRaiseFloor) {
+  OffsetRangeSet s;
+  s.InsertRange(5, 8);
+  s.InsertRange(7, 12);
+  s.InsertRange(20, 22);
+  s.InsertRange(12, 13);
+  EXPECT_THAT(s.Ranges(), ElementsAre(OffsetRange{5, 13}, OffsetRange{20, 22}));
+  EXPECT_EQ(s.CountAboveFloor(), 10);
+  s.RaiseFloor(6);
+  EXPECT_EQ(s.floor(), 13);
+  s.RaiseFloor(21);
+  EXPECT_EQ(s.floor(), 22);
+  EXPECT_EQ(s.CountAboveFloor(), 0);
+  s.Reset(3);
+  EXPECT_EQ(s.floor(), 3);
+  EXPECT_FALSE(s.Contains(3));
+  EXPECT_THAT(OffsetRangeSet::Runs({1, 2, 3, 7, 9, 10}),
+              ElementsAre(OffsetRange{1, 4}, OffsetRange{7, 8}, OffsetRange{9, 11}));
+}
+
+TEST(LeaseTableTest, ExpiresInDeadlineOrderAndSkipsPinnedAndSettling) {
+  LeaseTable t;
+  t.Add({0, 1, 7, 1, 1, 100});
+  t.Add({0, 2, 7, 1, 2, 50});
+  t.Add({1, 1, 8, 1, 3, 60});
+  t.Add({1, 2, 8, 1, 4, 10});
+  EXPECT_EQ(t.HeldBy(7), 2);
+  EXPECT_EQ(t.NextDeadline(), 10);
+  t.SetState(1, 2, LeaseState::kPinned);
+  t.SetState(0, 2, LeaseState::kSettling);
+  EXPECT_EQ(t.NextDeadline(), 60);
+  std::vector<Lease> expired = t.TakeExpired(100);
+  ASSERT_EQ(expired.size(), 2u);
+  EXPECT_EQ(expired[0].offset, 1);
+  EXPECT_EQ(expired[0].partition, 1);
+  EXPECT_EQ(expired[1].partition, 0);
+  EXPECT_EQ(t.size(), 2);
+  t.Unsettle(0, 2);  // back to active, deadline 50: due
+  EXPECT_EQ(t.TakeExpired(100).size(), 1u);
+  EXPECT_EQ(t.HeldBy(7), 0);
+  EXPECT_EQ(t.HeldBy(8), 1);
+}
+
+class GroupStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = ::testing::TempDir() + "/once_group_store_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string path() const { return dir_ + "/groups.db"; }
+  std::string dir_;
+};
+
+TEST_F(GroupStoreTest, BootEpochGrowsAndSecretStays) {
+  std::string secret;
+  for (uint32_t epoch = 1; epoch <= 3; ++epoch) {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto store, GroupStore::Open(path()));
+    EXPECT_EQ(store->boot_epoch(), epoch);
+    if (epoch == 1) secret = store->token_secret();
+    EXPECT_EQ(store->token_secret(), secret);
+  }
+}
+
+TEST_F(GroupStoreTest, WritesMergeRangesRaiseFloorsAndReset) {
+  int64_t id = 0;
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto store, GroupStore::Open(path()));
+    StoredGroup g;
+    g.topic = "t";
+    g.name = "g";
+    ONCE_ASSERT_OK_AND_ASSIGN(id, store->CreateGroup(g, {5, 0}));
+    EXPECT_THAT(store->CreateGroup(g, {}), StatusIs(absl::StatusCode::kAlreadyExists));
+    GroupWriteBatch b;
+    PartitionUpdate u;
+    u.group_id = id;
+    u.partition = 0;
+    u.done_floor = 7;
+    u.dispatched = 20;
+    u.add_acked = 4;
+    u.add_ranges = {{9, 11}, {15, 16}};
+    u.set_counts = {{8, 3}, {12, 2}};
+    b.updates.push_back(u);
+    ONCE_ASSERT_OK(store->Write(b));
+    // A lower floor never lowers it.
+    GroupWriteBatch lower;
+    PartitionUpdate l;
+    l.group_id = id;
+    l.partition = 0;
+    l.done_floor = 6;
+    l.add_acked = 1;
+    lower.updates.push_back(l);
+    ONCE_ASSERT_OK(store->Write(lower));
+    PartitionUpdate r;
+    r.group_id = id;
+    r.partition = 1;
+    r.reset = true;
+    r.done_floor = 3;
+    GroupWriteBatch reset;
+    reset.updates.push_back(r);
+    ONCE_ASSERT_OK(store->Write(reset));
+  }
+  ONCE_ASSERT_OK_AND_ASSIGN(auto store, GroupStore::Open(path()));
+  ONCE_ASSERT_OK_AND_ASSIGN(auto groups, store->LoadGroups());
+  ASSERT_EQ(groups.size(), 1u);
+  EXPECT_EQ(groups[0].group_id, id);
+  ONCE_ASSERT_OK_AND_ASSIGN(auto parts, store->LoadPartitions(id));
+  ASSERT_EQ(parts.size(), 2u);
+  EXPECT_EQ(parts[0].done_floor, 7);
+  EXPECT_EQ(parts[0].dispatched, 20);
+  EXPECT_EQ(parts[0].acked, 5);
+  EXPECT_THAT(parts[0].ranges, ElementsAre(OffsetRange{9, 11}, OffsetRange{15, 16}));
+  EXPECT_EQ(parts[0].counts.size(), 2u);
+  EXPECT_EQ(parts[1].done_floor, 3);
+  ONCE_ASSERT_OK(store->DeleteGroup(id));
+  ONCE_ASSERT_OK_AND_ASSIGN(auto none, store->LoadGroups());
+  EXPECT_TRUE(none.empty());
+  ONCE_ASSERT_OK_AND_ASSIGN(auto no_parts, store->LoadPartitions(id));
+  EXPECT_TRUE(no_parts.empty());
+}
+
+TEST_F(GroupStoreTest, ConcurrentWritersShareCommits) {
+  ONCE_ASSERT_OK_AND_ASSIGN(auto store, GroupStore::Open(path()));
+  StoredGroup g;
+  g.topic = "t";
+  g.name = "g";
+  ONCE_ASSERT_OK_AND_ASSIGN(int64_t id, store->CreateGroup(g, {0, 0, 0, 0}));
+  constexpr int kThreads = 4, kWrites = 50;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kWrites; ++i) {
+        GroupWriteBatch b;
+        PartitionUpdate u;
+        u.group_id = id;
+        u.partition = t;
+        u.done_floor = i + 1;
+        u.add_acked = 1;
+        b.updates.push_back(u);
+        EXPECT_THAT(store->Write(b), ::once::testing::IsOk());
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  GroupStoreStats stats = store->stats();
+  EXPECT_EQ(stats.batches, kThreads * kWrites);
+  EXPECT_LE(stats.commits, stats.batches);
+  ONCE_ASSERT_OK_AND_ASSIGN(auto parts, store->LoadPartitions(id));
+  for (const StoredPartition& p : parts) {
+    EXPECT_EQ(p.done_floor, kWrites);
+    EXPECT_EQ(p.acked, kWrites);
+  }
+}
+
+TEST_F(GroupStoreTest, NewerSchemaIsRefused) {
+  { ONCE_ASSERT_OK_AND_ASSIGN(auto store, GroupStore::Open(path())); }
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto db, sqlite::Database::Open(path()));
+    ONCE_ASSERT_OK(db->Exec("PRAGMA user_version=99"));
+  }
+  EXPECT_THAT(GroupStore::Open(path()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("newer")));
+}
+
+}  // namespace
+}  // namespace once::broker
