@@ -152,10 +152,10 @@ byte nprep;                        /* journal entries in state PREPARED       */
 hidden int  vmsg;
 hidden byte mk, mt, me, mg, ma, mb;
 hidden byte vi, vj, vk, vm, vt, vc, vq, ncand, bb, av, cm, am;
-/* private to the d_steps of bag_put/bag_take and check(): a d_step is undone
-   by restoring the state vector, which holds no hidden variable, so a d_step
+/* private to the d_steps of bag_put/bag_take: a d_step is undone by
+   restoring the state vector, which holds no hidden variable, so a d_step
    must not write a hidden variable that its caller reads afterwards */
-hidden byte bj, ci, cj, cok;
+hidden byte bj;
 hidden byte stale, changed, ok;
 
 #define BIT(x, n) (((x) >> (n)) & 1)
@@ -237,36 +237,6 @@ inline clear_scratch() {
   cm = 0; am = 0; stale = 0; changed = 0; ok = 0
 }
 
-/* ---- the properties checked after every step -------------------------- */
-inline check() {
-  d_step {
-    for (ci : 1 .. MAXT) {
-      /* a transaction is never both committed and aborted (a participant's
-         wrong manual commit is the one admitted exception: it is what the
-         idempotence guard is there for) */
-      assert(heur[ci] || !((g_commit[ci] || p_applied[ci]) &&
-                          (g_abort[ci] || p_abort[ci])))
-    };
-    for (ci : 0 .. NMSG - 1) {
-      assert(applied[ci] <= 1);       /* no effect applied twice */
-      /* no loss: a deleted message was applied, or a live COMMIT record
-         still covers it (and will be re-driven) */
-      if
-      :: deleted[ci] && applied[ci] == 0 ->
-         cok = 0;
-         for (cj : 1 .. MAXT) {
-           if
-           :: rec_commit[cj] && BIT(tbatch[cj], ci) -> cok = 1
-           :: else -> skip
-           fi
-         };
-         assert(cok)
-      :: else -> skip
-      fi
-    };
-    ci = 0; cj = 0; cok = 0
-  }
-}
 
 /* ---- broker primitives ------------------------------------------------ */
 #define AVAIL(x) (!deleted[x] && lease[x] == 0)
@@ -473,7 +443,6 @@ end:
        };
        ct[vt] = C_PREPARING;
        send_prepare(vt);
-       check();
        clear_scratch()
      }
 
@@ -489,7 +458,6 @@ end:
          :: else -> skip
          fi
        };
-       check();
        clear_scratch()
      }
 
@@ -603,7 +571,6 @@ end:
           assert(!(stale && changed))
 #endif
        fi;
-       check();
        clear_scratch()
      }
   od
@@ -626,7 +593,6 @@ end:
          :: else -> skip
          fi
        };
-       check();
        clear_scratch()
      }
   od
@@ -660,7 +626,6 @@ end:
          fi
        };
        bag_send(P2C(p), ENC(M_HELLO, pinc[p], 0, 0, am, 0));
-       check();
        clear_scratch()
      }
 
@@ -678,7 +643,6 @@ end:
          :: else -> skip
          fi
        };
-       check();
        clear_scratch()
      }
 #endif
@@ -782,7 +746,6 @@ end:
           assert(!(stale && changed))
 #endif
        fi;
-       check();
        clear_scratch()
      }
   od
@@ -850,7 +813,6 @@ end:
          cgen[vq] = 0; genctr[vq] = 0; cnonce[vq] = 0;
          broken[vq] = 1             /* the participant will see it closed */
        };
-       check();
        clear_scratch()
      }
 
@@ -861,7 +823,6 @@ end:
        faults--; b_pcrash--;
        select(vq : 0 .. NP - 1);
        pconn[vq] = 0; pepoch[vq] = 0; pgen[vq] = 0; broken[vq] = 0;
-       check();
        clear_scratch()
      }
 
@@ -872,7 +833,6 @@ end:
        faults--; b_disc--;
        PICK(vq, 0, NP - 1, CONNECTED);
        cgen[vq] = 0; cnonce[vq] = 0; broken[vq] = 1;
-       check();
        clear_scratch()
      }
 
@@ -883,7 +843,6 @@ end:
        PICK(vc, 0, NCH - 1, NONEMPTY);
        select(vi : 0 .. nlen[vc] - 1);
        bag_take(vc, vi);
-       check();
        clear_scratch()
      }
 
@@ -895,7 +854,6 @@ end:
        select(vi : 0 .. nlen[vc] - 1);
        vmsg = net[vc * K + vi];
        bag_put(vc, vmsg);
-       check();
        clear_scratch()
      }
 
@@ -906,7 +864,6 @@ end:
        faults--; b_lto--;
        PICK(vm, 0, NMSG - 1, EXPIRABLE);
        lease[vm] = 0;
-       check();
        clear_scratch()
      }
 
@@ -917,7 +874,6 @@ end:
        faults--; b_fabort--;
        PICK(vt, 1, MAXT, UNDECIDED);
        abort_txn(vt);
-       check();
        clear_scratch()
      }
 
@@ -928,7 +884,6 @@ end:
        b_fcommit--;
        PICK(vt, 1, MAXT, FORCE_COMMITTABLE);
        decide(vt);
-       check();
        clear_scratch()
      }
 
@@ -943,13 +898,41 @@ end:
        fi;
        heur[vt] = 1;
        local_commit(vq, vt);
-#ifdef BUG_APPLY_ON_PREPARE
-       p_applied[vt] = 1;
-#endif
-       check();
        clear_scratch()
      }
   od
+}
+
+/* ---- the invariants, checked in every state between two steps ----------
+ * The monitor can only move when an invariant is false, so it adds no state. */
+#define ALL_T(C) (C(1) && (MAXT < 2 || C(2)) && (MAXT < 3 || C(3)) && \
+                  (MAXT < 4 || C(4)) && (MAXT < 5 || C(5)) && \
+                  (MAXT < 6 || C(6)) && (MAXT < 7 || C(7)))
+/* a transaction is never both committed and aborted; a participant's wrong
+   manual commit (heur) is the one admitted exception: it is what the
+   idempotence guard is there for */
+#define ATOMIC_OK(x) (heur[x] || !((g_commit[x] || p_applied[x]) && \
+                                   (g_abort[x] || p_abort[x])))
+/* no effect applied twice */
+#define ONCE_OK(x) (applied[x] <= 1)
+/* no loss: a deleted message was applied, or a live COMMIT record still
+   covers it (and will be re-driven) */
+#define REC_COVERS(tx, x) (MAXT >= (tx) && rec_commit[tx] && BIT(tbatch[tx], x))
+#define COVERED(x) (REC_COVERS(1, x) || REC_COVERS(2, x) || REC_COVERS(3, x) || \
+                    REC_COVERS(4, x) || REC_COVERS(5, x) || REC_COVERS(6, x) || \
+                    REC_COVERS(7, x))
+#define NOLOSS_OK(x) (!deleted[x] || applied[x] > 0 || COVERED(x))
+#define INVARIANTS (ALL_T(ATOMIC_OK) && ALL_M(ONCE_OK) && ALL_M(NOLOSS_OK))
+
+active proctype Monitor()
+{
+end:
+  atomic {
+    !INVARIANTS ->
+    assert(ALL_T(ATOMIC_OK));
+    assert(ALL_M(ONCE_OK));
+    assert(ALL_M(NOLOSS_OK))
+  }
 }
 
 init {
