@@ -55,9 +55,10 @@ def main():
 
 
 def find(rows, *parts):
-    """The median row whose name contains every part, or None."""
+    """The median row whose name has every part as a /-separated segment."""
     for name, r in rows.items():
-        if all(p in name for p in parts):
+        segments = name.split("/")
+        if all(p in segments for p in parts):
             return r
     return None
 
@@ -70,7 +71,7 @@ def targets(rows, fio):
         verdict = "met" if value >= goal else "NOT met"
         lines.append(f"  {label}: {value:.2f}{unit} (target >= {goal}{unit}) {verdict}")
 
-    disk4k = find(rows, "BM_DiskAppendNoSync", "4096")
+    disk4k = find(rows, "BM_DiskAppendNever", "bytes:4096", "batch:64")
     if disk4k:
         ratio = disk4k["bytes_per_second"] / 2**20 / fio["seq_write_MiBps"]
         check("disk append fsync=never 4 KiB / fio sequential write", ratio, 0.7)
@@ -79,14 +80,14 @@ def targets(rows, fio):
     if one and sixteen and one["items_per_second"] > 0:
         check("fsync=always 16 appenders / 1 appender", sixteen["items_per_second"] /
               one["items_per_second"], 10, "x")
-    mem = find(rows, "BM_MemoryAppend")
+    mem = find(rows, "BM_MemoryAppend", "batch:1")
     if mem:
         check("memory append 256 B (M msg/s)", mem["items_per_second"] / 1e6, 5)
-    shared_mem = find(rows, "BM_SharedLeaseAck", "memory")
+    shared_mem = find(rows, "BM_SharedLeaseAck_Memory")
     if shared_mem:
         check("memory shared lease+ack (M msg/s)", shared_mem["items_per_second"] / 1e6, 1)
-    shared_disk = find(rows, "BM_SharedLeaseAck", "disk")
-    disk_append = find(rows, "BM_DiskAppendAlways", "threads:1")
+    shared_disk = find(rows, "BM_SharedLeaseAck_Disk")
+    disk_append = find(rows, "BM_DiskAppend")  # group_bench: same size and batch
     if shared_disk and disk_append and disk_append["items_per_second"] > 0:
         check("disk shared lease+ack / disk append (same size)",
               shared_disk["items_per_second"] / disk_append["items_per_second"], 0.3)
