@@ -12,10 +12,12 @@
  * See README.md beside this file for the abstractions, the properties and the
  * bug switches. Compile-time knobs (all -D...):
  *   NMSG (1..2) messages, NP (1..2) participants, MAXT (<=7) transaction ids,
- *   K (channel capacity), FAULTS (total fault budget) and per-kind caps
+ *   K (channel capacity), FAULTS (total budget of environment events:
+ *   faults and operator actions) and per-kind caps
  *   CCRASH PCRASH DISC DROP DUP LTO FABORT NOVOTE HEUR FCOMMIT,
  *   SHARED_STORE (participants share one consumer store),
- *   BUG_* (see the end of README.md).
+ *   BUG_* (see README.md), and, to see what a bug leads to beyond the first
+ *   broken invariant, NO_MONITOR (no invariant monitor) and NO_STALE_ASSERT.
  */
 
 #ifndef NMSG
@@ -86,8 +88,9 @@ byte b_ccrash = CCRASH, b_pcrash = PCRASH, b_disc = DISC, b_drop = DROP,
 /* ---- the network: one bag (multiset) per direction and participant ----
  * A message is packed into an int; each bag is kept sorted so that equal
  * multisets are equal states. Any message may be received next (reorder,
- * delay), the environment may drop or duplicate one, and a send to a full
- * bag is lost. */
+ * delay, frames of old connections and epochs included), the environment
+ * may drop or duplicate one; K is large enough that a bag never overflows
+ * (asserted). */
 #define M_PREPARE 1
 #define M_COMMIT  2
 #define M_ABORT   3
@@ -96,8 +99,8 @@ byte b_ccrash = CCRASH, b_pcrash = PCRASH, b_disc = DISC, b_drop = DROP,
 #define M_VOTE    6
 #define M_DONE    7
 /* kind:3 | txn(or nonce):3 | epoch:3 | generation:3 | a:8 | b:8 */
-#define ENC(vk, vt, e, g, a, b) \
-  ((vk) | ((vt) << 3) | ((e) << 6) | ((g) << 9) | ((a) << 12) | ((b) << 20))
+#define ENC(kind, tx, e, g, a, b) \
+  ((kind) | ((tx) << 3) | ((e) << 6) | ((g) << 9) | ((a) << 12) | ((b) << 20))
 
 int net[NCH * K];
 byte nlen[NCH];
@@ -119,7 +122,8 @@ bit  rec_commit[NT];               /* durable: the COMMIT record (commit point),
 byte ct[NT];                       /* volatile txn table                      */
 byte tpart[NT];                    /* txn attributes: participant, batch.    */
 byte tbatch[NT];                   /* (part of the record once committed)     */
-byte next_t = 1;                   /* txn ids are unique across epochs        */
+byte next_t = 1;                   /* never reset: txn ids are unique across
+                                      restarts (think "epoch.sequence")      */
 byte cgen[NP];                     /* volatile: p's current generation, 0=none */
 byte genctr[NP];                   /* volatile generation allocator          */
 byte cnonce[NP];                   /* volatile: connection the gen belongs to */
@@ -129,7 +133,7 @@ byte cnonce[NP];                   /* volatile: connection the gen belongs to */
 #define P_PREPARED  1
 #define P_COMMITTED 2
 #define P_ABORTED   3
-#define PT(p, vt) ((p) * NT + (vt))
+#define PT(p, x) ((p) * NT + (x))
 byte pst[NP * NT];                 /* durable journal: state of T            */
 byte staged[NP * NT];              /* durable journal: staged effects of T    */
 byte done_ids[NSTORE];             /* durable consumer store: committed ids   */
@@ -179,15 +183,6 @@ hidden byte stale, changed, ok;
   (K >= 3 && IS_IN(ch, 2, v)) || (K >= 4 && IS_IN(ch, 3, v)) || \
   (K >= 5 && IS_IN(ch, 4, v)) || (K >= 6 && IS_IN(ch, 5, v)))
 
-/* A protocol send: a copy of the very same frame already in flight is not
-   sent twice (extra copies are the environment's DUP fault). */
-inline bag_send(ch, v) {
-  if
-  :: HAS_COPY(ch, v) -> skip
-  :: else -> bag_put(ch, v)
-  fi
-}
-
 inline bag_put(ch, v) {
   d_step {
     if
@@ -207,6 +202,15 @@ inline bag_put(ch, v) {
        assert(nlen[ch] < K)
     fi
   }
+}
+
+/* A protocol send: a copy of the very same frame already in flight is not
+   sent twice (extra copies are the environment's DUP fault). */
+inline bag_send(ch, v) {
+  if
+  :: HAS_COPY(ch, v) -> skip
+  :: else -> bag_put(ch, v)
+  fi
 }
 
 inline bag_take(ch, idx) {         /* vmsg := element idx, removed */
@@ -236,7 +240,6 @@ inline clear_scratch() {
   vi = 0; vj = 0; vk = 0; vm = 0; vt = 0; vc = 0; vq = 0; ncand = 0; bb = 0; av = 0;
   cm = 0; am = 0; stale = 0; changed = 0; ok = 0
 }
-
 
 /* ---- broker primitives ------------------------------------------------ */
 #define AVAIL(x) (!deleted[x] && lease[x] == 0)
@@ -424,10 +427,9 @@ end:
        bb = 0;
        for (vm : 0 .. NMSG - 1) {
          if
-         :: BIT(av, vm) && bb == 0 && (av >> (vm + 1)) == 0 ->
-            bb = bb | (1 << vm)     /* last candidate: B must not be empty */
          :: BIT(av, vm) -> bb = bb | (1 << vm)
-         :: BIT(av, vm) && !(bb == 0 && (av >> (vm + 1)) == 0) -> skip
+         :: BIT(av, vm) && !(bb == 0 && (av >> (vm + 1)) == 0) ->
+            skip                    /* left out, unless B would be empty */
          :: !BIT(av, vm) -> skip
          fi
        };
@@ -880,8 +882,8 @@ end:
   /* an operator forces commit of an undecided txn whose participant has
      prepared (voted YES); it goes through the same commit point */
   :: atomic {
-       b_fcommit > 0 && ANY_T(FORCE_COMMITTABLE) ->
-       b_fcommit--;
+       faults > 0 && b_fcommit > 0 && ANY_T(FORCE_COMMITTABLE) ->
+       faults--; b_fcommit--;
        PICK(vt, 1, MAXT, FORCE_COMMITTABLE);
        decide(vt);
        clear_scratch()
@@ -924,6 +926,7 @@ end:
 #define NOLOSS_OK(x) (!deleted[x] || applied[x] > 0 || COVERED(x))
 #define INVARIANTS (ALL_T(ATOMIC_OK) && ALL_M(ONCE_OK) && ALL_M(NOLOSS_OK))
 
+#ifndef NO_MONITOR
 active proctype Monitor()
 {
 end:
@@ -934,6 +937,7 @@ end:
     assert(ALL_M(NOLOSS_OK))
   }
 }
+#endif
 
 init {
   atomic {

@@ -1,0 +1,81 @@
+// The service's settings (onced's flags map onto these), their defaults,
+// validation and the effective-config text onced prints at start.
+#ifndef ONCE_COORDINATOR_SERVICE_OPTIONS_H_
+#define ONCE_COORDINATOR_SERVICE_OPTIONS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "broker/broker.h"
+#include "broker/topic_config.h"
+
+namespace once::coordinator {
+
+// Bounds on what one client can make the server hold.
+struct HttpLimits {
+  // A request body larger than this is answered 413 and the connection
+  // closed. 1 KiB..1 GiB.
+  int64_t max_body_bytes = int64_t{16} << 20;
+  // Request line plus headers; larger is 431. 1 KiB..1 MiB.
+  int64_t max_header_bytes = 16 << 10;
+  // Connections beyond this are answered 503 and closed. 1..1,000,000.
+  int max_connections = 1024;
+  // A connection must deliver a complete request within this (from
+  // connect, or from the previous answer) and take each answer within
+  // this, or it is closed: silent and slow clients cost nothing lasting.
+  // 100 ms..1 day.
+  int64_t idle_timeout_ms = 60'000;
+  // The longest wait_ms a fetch may ask for (long poll). 0..1 hour.
+  int64_t max_wait_ms = 30'000;
+};
+
+struct ServiceOptions {
+  std::string data_dir = "./data";
+  // HOST:PORT; port 0 binds an ephemeral port (the real one is printed).
+  std::string listen = "127.0.0.1:8080";
+  HttpLimits limits;
+  // Threads running the network (Asio io_context). 1..64.
+  int io_threads = 2;
+  // Threads running blocking broker calls (a publish waiting for its
+  // fsync, an ack's durable write), so that they never stall the network
+  // threads. More of them let more publishes share one fsync. 1..256.
+  int worker_threads = 8;
+  int64_t memory_budget_bytes = int64_t{1} << 30;
+  broker::CorruptionPolicy on_corruption = broker::CorruptionPolicy::kRefuse;
+  // What a topic gets for the settings its create request leaves out.
+  broker::TopicConfig default_topic;
+  // Retention, lease deadlines and space reclaim run this often. 10 ms..1 min.
+  int64_t maintenance_interval_ms = 1000;
+  // On SIGTERM/SIGINT, in-flight requests get this long to finish before
+  // the service stops anyway. 0..10 min.
+  int64_t drain_timeout_ms = 10'000;
+  // Service::Run handles SIGTERM and SIGINT itself (onced); tests that
+  // embed a service turn this off.
+  bool handle_signals = true;
+};
+
+struct ListenAddress {
+  std::string host;  // an IPv4 or IPv6 address (no brackets)
+  uint16_t port = 0;
+};
+
+// "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:0". kInvalidArgument naming
+// what is wrong. Host names are not resolved: give an address.
+absl::StatusOr<ListenAddress> ParseListenAddress(absl::string_view text);
+
+// kInvalidArgument naming the first setting out of range (the default
+// topic settings included).
+absl::Status ValidateServiceOptions(const ServiceOptions& options);
+
+// One "name = value" line per setting, for the start-up banner.
+std::string DescribeOptions(const ServiceOptions& options);
+
+absl::string_view CorruptionPolicyName(broker::CorruptionPolicy policy);  // "refuse", "truncate"
+absl::StatusOr<broker::CorruptionPolicy> ParseCorruptionPolicy(absl::string_view text);
+
+}  // namespace once::coordinator
+
+#endif  // ONCE_COORDINATOR_SERVICE_OPTIONS_H_

@@ -1,0 +1,157 @@
+// WebSocketSession: one /v1/ws connection (Beast chat-multi's
+// websocket_session). JSON text frames, documented in
+// schema/ws_protocol.md: publish, subscribe with credits, credit, ack,
+// nack, unsubscribe.
+//
+// Flow control and bounds:
+// - A subscription never receives more messages than the credits its
+//   client granted (each delivered message spends one).
+// - Outgoing frames wait in one queue with one write in flight. Past
+//   kMaxQueuedBytes the session stops fetching for its subscriptions and
+//   stops reading the client's frames until the queue drains, so a slow
+//   reader cannot make the server hold more than that, plus one fetch
+//   (sized to the room left at the average frame size seen; a sudden
+//   switch to much larger messages can overshoot by at most
+//   kMaxMessagesPerPush of them).
+// - Publishes are stored and answered in frame order: the queued publish
+//   frames run as one batch on a worker, consecutive frames for one topic
+//   as one broker publish (one durable write), and the next batch starts
+//   when this one is durable. At most kMaxInflightPublishes frames wait.
+// - Keepalive: Beast's idle timeout with pings; a peer that answers
+//   nothing for HttpLimits::idle_timeout_ms is dropped.
+//
+// When the socket closes (or dies) every message delivered on it and not
+// yet acked or nacked on it is released for redelivery (nack, requeue),
+// and ordered subscriptions leave their group.
+//
+// Runs on its own strand; keeps itself alive through shared_from_this
+// while an operation is pending. Broker calls run on the worker pool.
+#ifndef ONCE_COORDINATOR_WEBSOCKET_SESSION_H_
+#define ONCE_COORDINATOR_WEBSOCKET_SESSION_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "boost/asio/ip/tcp.hpp"
+#include "boost/beast/core/flat_buffer.hpp"
+#include "boost/beast/core/tcp_stream.hpp"
+#include "boost/beast/http/message.hpp"
+#include "boost/beast/http/string_body.hpp"
+#include "boost/beast/websocket/stream.hpp"
+#include "boost/json/object.hpp"
+#include "boost/json/value.hpp"
+#include "broker/consumer_group.h"
+#include "coordinator/broker_api.h"
+#include "coordinator/long_poll.h"
+#include "coordinator/server_state.h"
+
+namespace once::coordinator {
+
+inline constexpr size_t kMaxSubscriptionsPerSocket = 64;
+inline constexpr int64_t kMaxCredits = 100'000;  // per subscription, outstanding
+inline constexpr size_t kMaxQueuedBytes = 4 << 20;
+inline constexpr int kMaxInflightPublishes = 64;
+// One fetch of a subscription takes at most this many messages, and no
+// more than the write queue has room for at the subscription's average
+// frame size (which starts at the topic's largest possible message).
+inline constexpr int kMaxMessagesPerPush = 256;
+
+class WebSocketSession : public Session, public std::enable_shared_from_this<WebSocketSession> {
+ public:
+  // Takes over an accepted connection and its reservation on `state`
+  // (released by the destructor). `api` must be ready.
+  WebSocketSession(boost::asio::ip::tcp::socket&& socket, ServerState* state, BrokerApi* api);
+  ~WebSocketSession() override;
+
+  WebSocketSession(const WebSocketSession&) = delete;
+  WebSocketSession& operator=(const WebSocketSession&) = delete;
+
+  // Completes the handshake of `upgrade` and starts reading. Call once, on
+  // a shared_ptr.
+  void Run(boost::beast::http::request<boost::beast::http::string_body> upgrade);
+
+  // Thread-safe: answer the publishes in flight, then close with "going
+  // away", releasing every unacked delivery.
+  void Shutdown() override;
+
+ private:
+  struct Subscription {
+    int64_t id = 0;
+    std::string topic;
+    std::string group_name;
+    std::string consumer;
+    std::shared_ptr<broker::ConsumerGroup> group;
+    int64_t credits = 0;
+    double average_frame_bytes = 0;  // of the frames sent so far; see Pump
+    std::shared_ptr<LongPoll> poll;  // the fetch in progress, if any
+    // Delivered on this socket, not yet acked or nacked on it: released
+    // if the socket goes away.
+    absl::flat_hash_set<std::string> outstanding;
+  };
+
+  void OnAccept(boost::beast::error_code ec);
+  void DoRead();
+  void OnRead(boost::beast::error_code ec, std::size_t bytes);
+  void HandleFrame(const std::string& text);
+  void HandlePublish(boost::json::object frame);
+  void HandleSubscribe(boost::json::object frame);
+  void HandleCredit(const boost::json::object& frame);
+  void HandleAck(const boost::json::object& frame, bool nack);
+  void HandleUnsubscribe(const boost::json::object& frame);
+
+  // Starts a fetch for `sub` when it has credits and the queue has room.
+  void Pump(Subscription& sub);
+  void PumpAll();
+  void OnDelivered(int64_t subscription, LongPoll::Result result);
+  // Gives `tokens` back to `group` for redelivery (on a worker).
+  void Release(std::shared_ptr<broker::ConsumerGroup> group, std::vector<std::string> tokens,
+               const std::string& leave_consumer);
+  void EndSubscription(Subscription& sub);
+
+  // Runs every queued publish frame, in order, as one batch on a worker.
+  void StartPublishing();
+  void OnPublished(std::vector<boost::json::object> answers);
+  void Send(const boost::json::object& frame);
+  void SendError(const absl::Status& status, const boost::json::value* request,
+                 boost::json::object extra = {});
+  void DoWrite();
+  void OnWrite(boost::beast::error_code ec, std::size_t bytes);
+  bool Congested() const;
+  void MaybeResumeReading();
+
+  void OnShutdown();
+  void DoClose();
+  void OnClose(boost::beast::error_code ec);
+  // The connection is over: release everything it held.
+  void Finish();
+
+  boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
+  boost::beast::flat_buffer buffer_;
+  ServerState* const state_;
+  BrokerApi* const api_;
+
+  // All on the strand.
+  std::deque<std::string> queue_;
+  size_t queued_bytes_ = 0;
+  bool writing_ = false;
+  bool reading_ = false;
+  bool accepted_ = false;
+  bool closing_ = false;  // a close was started or is wanted
+  bool close_started_ = false;
+  bool finished_ = false;  // Finish ran: nothing more is sent or fetched
+  absl::btree_map<int64_t, Subscription> subscriptions_;
+  int64_t next_subscription_ = 1;
+  std::deque<boost::json::object> publish_queue_;  // frames not yet started
+  bool publishing_ = false;                        // a batch is on a worker
+  int inflight_publishes_ = 0;                     // frames queued or in the batch
+};
+
+}  // namespace once::coordinator
+
+#endif  // ONCE_COORDINATOR_WEBSOCKET_SESSION_H_
