@@ -29,9 +29,15 @@
 #ifndef MAXT
 #define MAXT 4
 #endif
+#if NMSG < 1 || NMSG > 2 || NP < 1 || NP > 2 || MAXT < 1 || MAXT > 7
+#error "supported: NMSG 1..2, NP 1..2, MAXT 1..7 (3-bit txn ids in a frame)"
+#endif
 #define NT (MAXT + 1)              /* txn ids are 1..MAXT; 0 means "none" */
 #ifndef K
 #define K 6                        /* capacity of each one-way channel */
+#endif
+#if K < 1 || K > 6
+#error "supported: K 1..6"
 #endif
 #define NCH (2 * NP)
 #define C2P(p) (p)                 /* coordinator -> participant p */
