@@ -40,6 +40,16 @@ class ServiceTest : public ::testing::Test {
   }
 
   void TearDown() override {
+    // Every test ends with a clean drain: SIGTERM, exit status 0 (under
+    // ASan this also runs the leak check over everything the test did).
+    if (server_ != nullptr) {
+      EXPECT_TRUE(server_->Signal(SIGTERM).ok());
+      absl::StatusOr<int> code = server_->Wait(std::chrono::seconds(30));
+      EXPECT_TRUE(code.ok()) << code.status();
+      if (code.ok()) {
+        EXPECT_EQ(*code, 0) << "onced's exit status after SIGTERM";
+      }
+    }
     server_.reset();
     if (HasFailure()) {
       std::cerr << "onced stderr:\n" << ReadFileOrEmpty(root_ + "/onced.log") << "\n";

@@ -375,6 +375,12 @@ TEST_F(ServiceTest, HostileRequestsGetTheRightErrorAndLeaveTheServerHealthy) {
       {"post to healthz", Req("POST", "/healthz", "{}"), 405, "method_not_allowed"},
       {"patch a topic", Req("PATCH", "/v1/topics/t", "{}"), 405, "method_not_allowed"},
       {"get the messages", Req("GET", "/v1/topics/t/messages"), 405, "method_not_allowed"},
+      {"WebSocket route without an upgrade", Req("GET", "/v1/ws"), 426, "upgrade_required"},
+      {"WebSocket upgrade elsewhere",
+       Req("GET", "/v1/topics", "", "",
+           "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"),
+       404, "route_not_found"},
       {"absolute-form target", Req("GET", "http://example.com/v1/topics"), 400, "bad_request"},
       {"asterisk target", Req("GET", "*"), 400, "bad_request"},
       {"bad percent-encoding", Req("GET", "/v1/topics/%zz"), 400, "bad_request"},
