@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "broker/file.h"
+#include "broker/fsync_histogram.h"
 #include "broker/segment.h"
 #include "schema/status_macros.h"
 #include "spdlog/spdlog.h"
@@ -111,7 +112,10 @@ class DiskLogImpl final : public DiskLog {
   absl::StatusOr<int64_t> OffsetForTime(int64_t time_ms) const override;
   absl::Status Sync() override;
   int64_t FirstOffset() const override { return first_offset_.load(std::memory_order_acquire); }
-  int64_t NextOffset() const override { return next_offset_.load(std::memory_order_acquire); }
+  // What readers can see: under kAlways a written record is readable (and
+  // counted here) only once durable, so that a group never plans a read of
+  // an offset that Read would not yet return. Append uses next_offset_.
+  int64_t NextOffset() const override { return readable_offset_.load(std::memory_order_acquire); }
   LogStats Stats() const override;
   const RecoveryReport& recovery_report() const override { return report_; }
   const DiskLogOptions& options() const override { return options_; }
@@ -452,7 +456,9 @@ absl::Status DiskLogImpl::Roll() {
   // exists: recovery treats any damage in a sealed segment as corruption,
   // never as a torn tail. This is the one fdatasync done under append_mu_,
   // once per segment_bytes.
+  const absl::Time sync_start = absl::Now();
   absl::Status synced = old->Sync();
+  FsyncHistogram::Global().Observe(absl::Now() - sync_start);
   syncs_.fetch_add(1, std::memory_order_relaxed);
   {
     absl::MutexLock lock(&sync_mu_);
@@ -564,6 +570,7 @@ absl::Status DiskLogImpl::WaitDurable(int64_t offset) {
     absl::Status s = segment->Sync();
     const absl::Duration took = absl::Now() - start;
     syncs_.fetch_add(1, std::memory_order_relaxed);
+    FsyncHistogram::Global().Observe(took);
     sync_mu_.Lock();
     // The appenders active now: those this sync covered, and those that
     // wrote while it ran.

@@ -483,6 +483,15 @@ absl::StatusOr<broker::GroupConfig> GroupConfigFromJson(const json::object& body
   ONCE_RETURN_IF_ERROR(r.Int("backoff_base_ms", &config.backoff_base_ms));
   ONCE_RETURN_IF_ERROR(r.Int("backoff_max_ms", &config.backoff_max_ms));
   ONCE_RETURN_IF_ERROR(r.NoOtherFields());
+  if (config.mode == broker::GroupMode::kOrdered &&
+      config.guarantee == broker::Guarantee::kExactlyOnce) {
+    // A rebalance of an ordered group rewinds every delivery after the
+    // committed offset, pinned ones too: a batch under a COMMIT record
+    // could be delivered again (see coordinator/txn_coordinator.h).
+    return r.FieldError("mode",
+                        "\"ordered\" with guarantee \"exactly-once\" is not supported yet; use "
+                        "mode \"shared\" for exactly-once delivery");
+  }
   return config;
 }
 

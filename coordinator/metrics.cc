@@ -1,5 +1,7 @@
 #include "coordinator/metrics.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -21,6 +23,21 @@ std::string GroupLabels(absl::string_view topic, absl::string_view group) {
 }
 
 }  // namespace
+
+void RenderFsyncHistogram(const broker::FsyncHistogram::Snapshot& h, std::string* out) {
+  constexpr absl::string_view kName = "once_fsync_duration_seconds";
+  Header(out, kName, "histogram",
+         "Time the disk logs' fdatasync calls took (all disk topics; group commit and "
+         "segment rolls).");
+  for (size_t i = 0; i < h.cumulative.size(); ++i) {
+    absl::StrAppend(out, kName, "_bucket{le=\"",
+                    absl::StrFormat("%g", broker::FsyncHistogram::kBounds[i]), "\"} ",
+                    h.cumulative[i], "\n");
+  }
+  absl::StrAppend(out, kName, "_bucket{le=\"+Inf\"} ", h.count, "\n");
+  absl::StrAppend(out, kName, "_sum ", absl::StrFormat("%.9g", h.sum_seconds), "\n");
+  absl::StrAppend(out, kName, "_count ", h.count, "\n");
+}
 
 std::string EscapeLabelValue(absl::string_view value) {
   std::string out;
@@ -243,6 +260,7 @@ std::string Metrics::Render(const BrokerSnapshot& snapshot) const {
                &TopicTotals::appends);
   topic_family("once_log_syncs_total", "counter", "fdatasync calls since the broker opened.",
                &TopicTotals::syncs);
+  RenderFsyncHistogram(broker::FsyncHistogram::Global().Read(), &out);
 
   auto group_family = [&](absl::string_view name, absl::string_view type, absl::string_view help,
                           auto value) {
@@ -262,7 +280,14 @@ std::string Metrics::Render(const BrokerSnapshot& snapshot) const {
                "Messages moved to the dead-letter topic (since the group was created for disk "
                "topics, since open for memory topics).",
                [](const broker::GroupDescription& g) { return g.dead_lettered; });
+  absl::MutexLock extra_lock(&extra_mu_);
+  if (extra_) extra_(&out);
   return out;
+}
+
+void Metrics::SetExtraRenderer(std::function<void(std::string*)> render) {
+  absl::MutexLock lock(&extra_mu_);
+  extra_ = std::move(render);
 }
 
 }  // namespace once::coordinator

@@ -13,6 +13,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,6 +23,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "broker/consumer_group.h"
+#include "broker/fsync_histogram.h"
 #include "broker/topic.h"
 
 namespace once::coordinator {
@@ -82,6 +84,10 @@ class Metrics {
   // The exposition text: the counters above and the gauges of `snapshot`.
   std::string Render(const BrokerSnapshot& snapshot) const;
 
+  // Another component's metrics (the 2PC coordinator's), appended to every
+  // Render. Thread-safe; `render` must be thread-safe too.
+  void SetExtraRenderer(std::function<void(std::string*)> render);
+
  private:
   struct TopicCounters {
     int64_t publish_requests = 0;
@@ -99,6 +105,9 @@ class Metrics {
   };
   using GroupKey = std::pair<std::string, std::string>;
 
+  mutable absl::Mutex extra_mu_;
+  std::function<void(std::string*)> extra_ ABSL_GUARDED_BY(extra_mu_);
+
   std::atomic<int64_t> open_connections_{0};
   std::atomic<int64_t> connections_total_{0};
   std::atomic<int64_t> connections_rejected_{0};
@@ -110,6 +119,11 @@ class Metrics {
   // By backend name: "memory", "disk".
   absl::btree_map<std::string, LatencyHistogram> publish_latency_ ABSL_GUARDED_BY(mu_);
 };
+
+// Appends the once_fsync_duration_seconds histogram family (HELP, TYPE
+// and samples) of `h` to `out`. Render includes the process-wide
+// broker::FsyncHistogram::Global().
+void RenderFsyncHistogram(const broker::FsyncHistogram::Snapshot& h, std::string* out);
 
 // `value` escaped for a Prometheus label value (backslash, quote, newline).
 std::string EscapeLabelValue(absl::string_view value);

@@ -66,6 +66,15 @@ ABSL_FLAG(int64_t, default_max_message_bytes, kDefaults.default_topic.max_messag
           "Largest message of a topic created without \"max_message_bytes\".");
 ABSL_FLAG(int64_t, default_dedup_window_ms, kDefaults.default_topic.dedup_window_ms,
           "Idempotency-key window of a topic created without \"dedup_window_ms\".");
+ABSL_FLAG(std::string, txn_sync, "full",
+          "coordinator.db durability: full (decisions survive power loss) or normal.");
+ABSL_FLAG(int64_t, txn_vote_timeout_ms, kDefaults.txn_vote_timeout_ms,
+          "A PREPARE without a vote within this is aborted.");
+ABSL_FLAG(int32_t, txn_batch_max, kDefaults.txn_batch_max,
+          "Most messages in one exactly-once transaction.");
+ABSL_FLAG(int64_t, txn_commit_retry_ms, kDefaults.txn_commit_retry_ms,
+          "First COMMIT re-send delay (doubling, up to 60 s) until DONE.");
+ABSL_FLAG(int64_t, txn_tick_ms, kDefaults.txn_tick_ms, "How often the coordinator's timers run.");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
 
 namespace {
@@ -92,6 +101,11 @@ const char* const kFlagNames[] = {
     "default_retention_bytes",
     "default_max_message_bytes",
     "default_dedup_window_ms",
+    "txn_sync",
+    "txn_vote_timeout_ms",
+    "txn_batch_max",
+    "txn_commit_retry_ms",
+    "txn_tick_ms",
     "log_level",
 };
 
@@ -152,6 +166,17 @@ int main(int argc, char** argv) {
   options.memory_budget_bytes = absl::GetFlag(FLAGS_memory_budget_bytes);
   options.maintenance_interval_ms = absl::GetFlag(FLAGS_maintenance_interval_ms);
   options.drain_timeout_ms = absl::GetFlag(FLAGS_drain_timeout_ms);
+  if (const std::string sync = absl::GetFlag(FLAGS_txn_sync); sync == "full" || sync == "normal") {
+    options.txn_sync_full = sync == "full";
+  } else {
+    std::fprintf(stderr, "onced: --txn-sync must be \"full\" or \"normal\", got \"%s\"\n",
+                 sync.c_str());
+    return 2;
+  }
+  options.txn_vote_timeout_ms = absl::GetFlag(FLAGS_txn_vote_timeout_ms);
+  options.txn_batch_max = absl::GetFlag(FLAGS_txn_batch_max);
+  options.txn_commit_retry_ms = absl::GetFlag(FLAGS_txn_commit_retry_ms);
+  options.txn_tick_ms = absl::GetFlag(FLAGS_txn_tick_ms);
   absl::StatusOr<once::broker::CorruptionPolicy> corruption =
       once::coordinator::ParseCorruptionPolicy(absl::GetFlag(FLAGS_on_corruption));
   absl::StatusOr<once::broker::Backend> backend =

@@ -20,6 +20,7 @@
 namespace once::coordinator {
 
 class BrokerApi;
+class TxnCoordinator;
 
 // What a drain asks of every connection's session (HTTP or WebSocket).
 class Session {
@@ -47,6 +48,10 @@ class ServerState {
   const HttpLimits& limits() const { return limits_; }
   Metrics& metrics() const { return *metrics_; }
   BrokerApi* api() const { return api_; }
+  // The 2PC engine for participant sessions; null until recovery is done.
+  // Thread-safe (set once, before the API is ready).
+  TxnCoordinator* txn() const { return txn_.load(std::memory_order_acquire); }
+  void SetTxnCoordinator(TxnCoordinator* txn) { txn_.store(txn, std::memory_order_release); }
 
   // Takes one of max_connections slots; false when all are taken. Each
   // true is paired with one ReleaseConnection.
@@ -79,6 +84,7 @@ class ServerState {
   std::atomic<int64_t> connections_{0};
   std::atomic<int64_t> rejecting_{0};
   std::atomic<bool> draining_{false};
+  std::atomic<TxnCoordinator*> txn_{nullptr};
 
   absl::Mutex mu_;
   absl::flat_hash_map<Session*, std::weak_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);

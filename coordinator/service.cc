@@ -1,6 +1,8 @@
 #include "coordinator/service.h"
 
+#include <algorithm>
 #include <csignal>
+#include <functional>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -38,10 +40,13 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Create(ServiceOptions options)
   service->state_ = std::make_unique<ServerState>(&service->router_, service->options_.limits,
                                                   &service->metrics_, service->api_.get());
   service->api_->Register(&service->router_);
+  service->txn_routes_ = std::make_unique<TxnRoutes>(*service->workers_);
+  service->txn_routes_->Register(&service->router_);
   ONCE_ASSIGN_OR_RETURN(service->listener_,
                         Listener::Open(*service->ioc_, address, service->state_.get()));
   service->maintenance_timer_ = std::make_unique<net::steady_timer>(*service->ioc_);
   service->drain_timer_ = std::make_unique<net::steady_timer>(*service->ioc_);
+  service->txn_timer_ = std::make_unique<net::steady_timer>(*service->ioc_);
   if (service->options_.handle_signals) {
     service->signals_ = std::make_unique<net::signal_set>(*service->ioc_, SIGTERM, SIGINT);
   }
@@ -57,9 +62,13 @@ Service::~Service() {
   signals_.reset();
   maintenance_timer_.reset();
   drain_timer_.reset();
+  txn_timer_.reset();
   ioc_.reset();
   workers_.reset();
   api_.reset();
+  metrics_.SetExtraRenderer(nullptr);
+  txn_.reset();  // holds groups and listens on their notifiers
+  txn_store_.reset();
   groups_.reset();
   broker_.reset();
   state_.reset();
@@ -139,13 +148,76 @@ void Service::OpenBroker() {
   }
   broker_ = *std::move(broker);
   groups_ = *std::move(groups);
+  // The 2PC state is recovered before anything is served (DESIGN.md §2):
+  // /readyz answers 503 until then.
+  if (absl::Status s = OpenCoordinator(); !s.ok()) {
+    SetExitStatus(s);
+    Shutdown();
+    return;
+  }
   api_->SetReady(broker_.get(), groups_.get());
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::steady_clock::now() - start)
                       .count();
   spdlog::info("ready: broker opened and recovered in {} ms ({} topic(s))", ms,
                broker_->ListTopics().size());
-  net::post(*ioc_, [this] { ScheduleMaintenance(); });
+  net::post(*ioc_, [this] {
+    ScheduleMaintenance();
+    ScheduleTxnTick();
+  });
+}
+
+absl::Status Service::OpenCoordinator() {
+  TxnStoreOptions store_options;
+  store_options.synchronous_full = options_.txn_sync_full;
+  const std::string path = options_.data_dir + "/coordinator.db";
+  absl::StatusOr<std::unique_ptr<TxnStore>> store = TxnStore::Open(path, store_options);
+  if (!store.ok()) {
+    return absl::Status(store.status().code(), absl::StrCat("opening the coordinator's store ",
+                                                            path, ": ", store.status().message()));
+  }
+  txn_store_ = *std::move(store);
+  TxnCoordinatorOptions engine_options;
+  engine_options.batch_max = options_.txn_batch_max;
+  engine_options.vote_timeout_ms = options_.txn_vote_timeout_ms;
+  engine_options.commit_retry_initial_ms = options_.txn_commit_retry_ms;
+  engine_options.commit_retry_max_ms = std::max<int64_t>(60'000, options_.txn_commit_retry_ms);
+  ONCE_RETURN_IF_ERROR(ValidateTxnCoordinatorOptions(engine_options));
+  broker::GroupRegistry* groups = groups_.get();
+  net::thread_pool* workers = workers_.get();
+  txn_ = std::make_unique<TxnCoordinator>(
+      txn_store_.get(),
+      [groups](absl::string_view topic, absl::string_view group) {
+        return groups->GetGroup(topic, group);
+      },
+      [workers](std::function<void()> work) { net::post(*workers, std::move(work)); },
+      engine_options, &txn_metrics_);
+  if (absl::Status s = txn_->Recover(); !s.ok()) {
+    return absl::Status(s.code(),
+                        absl::StrCat("recovering the transaction coordinator: ", s.message()));
+  }
+  TxnStore* txn_store = txn_store_.get();
+  TxnCoordinator* txn = txn_.get();
+  TxnMetrics* txn_metrics = &txn_metrics_;
+  metrics_.SetExtraRenderer([txn, txn_store, txn_metrics](std::string* out) {
+    const TxnStore::Stats stats = txn_store->stats();
+    txn_metrics->Render(txn->Gauges(), {stats.commits, stats.decisions}, out);
+  });
+  state_->SetTxnCoordinator(txn_.get());
+  txn_routes_->SetReady(txn_.get(), txn_store_.get());
+  return absl::OkStatus();
+}
+
+void Service::ScheduleTxnTick() {
+  if (stopping_.load() || !txn_) return;
+  txn_timer_->expires_after(std::chrono::milliseconds(options_.txn_tick_ms));
+  txn_timer_->async_wait([this](boost::beast::error_code ec) {
+    if (ec || stopping_.load()) return;
+    net::post(*workers_, [this] {
+      txn_->Tick();
+      net::post(*ioc_, [this] { ScheduleTxnTick(); });
+    });
+  });
 }
 
 void Service::ScheduleMaintenance() {
@@ -183,6 +255,7 @@ void Service::BeginShutdown() {
     signals_->cancel(ec);
   }
   maintenance_timer_->cancel();
+  txn_timer_->cancel();
   api_->BeginDrain();
   state_->BeginDrain();
   drain_deadline_ =
@@ -205,6 +278,10 @@ void Service::CheckDrained() {
 }
 
 absl::Status Service::Flush() {
+  // Every session is gone: what the engine still does is finish commit
+  // records (the store drains its queue on Close).
+  if (txn_) txn_->Shutdown();
+  if (txn_store_) txn_store_->Close();
   if (!broker_) return absl::OkStatus();
   absl::Status first;
   // Persists what the groups keep lazily (delivery counts, cursors).

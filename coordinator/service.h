@@ -33,6 +33,10 @@
 #include "coordinator/router.h"
 #include "coordinator/server_state.h"
 #include "coordinator/service_options.h"
+#include "coordinator/txn_coordinator.h"
+#include "coordinator/txn_metrics.h"
+#include "coordinator/txn_routes.h"
+#include "coordinator/txn_store.h"
 
 namespace once::coordinator {
 
@@ -66,6 +70,9 @@ class Service {
   explicit Service(ServiceOptions options);
 
   void OpenBroker();  // on a worker
+  // Opens coordinator.db and recovers the 2PC state (before ready).
+  absl::Status OpenCoordinator();  // on a worker
+  void ScheduleTxnTick();
   void ScheduleMaintenance();
   void RunMaintenance();  // on a worker
   void BeginShutdown();   // on the io_context
@@ -85,12 +92,18 @@ class Service {
   std::unique_ptr<boost::asio::signal_set> signals_;
   std::unique_ptr<boost::asio::steady_timer> maintenance_timer_;
   std::unique_ptr<boost::asio::steady_timer> drain_timer_;
+  std::unique_ptr<boost::asio::steady_timer> txn_timer_;
+  std::unique_ptr<TxnRoutes> txn_routes_;
+  TxnMetrics txn_metrics_;
   std::chrono::steady_clock::time_point drain_deadline_;
 
   // Written by OpenBroker before api_->SetReady publishes them; read by
   // the API after. Destroyed after every thread has stopped.
   std::unique_ptr<broker::Broker> broker_;
   std::unique_ptr<broker::GroupRegistry> groups_;
+  // Likewise, by OpenCoordinator; the engine goes before the groups.
+  std::unique_ptr<TxnStore> txn_store_;
+  std::unique_ptr<TxnCoordinator> txn_;
 
   std::atomic<bool> stopping_{false};
   absl::Mutex mu_;

@@ -77,6 +77,11 @@ absl::Status ValidateServiceOptions(const ServiceOptions& o) {
   ONCE_RETURN_IF_ERROR(
       CheckRange("maintenance_interval_ms", o.maintenance_interval_ms, 10, 60'000));
   ONCE_RETURN_IF_ERROR(CheckRange("drain_timeout_ms", o.drain_timeout_ms, 0, 600'000));
+  ONCE_RETURN_IF_ERROR(
+      CheckRange("txn_vote_timeout_ms", o.txn_vote_timeout_ms, 1, 24 * 3600 * 1000));
+  ONCE_RETURN_IF_ERROR(CheckRange("txn_batch_max", o.txn_batch_max, 1, 10'000));
+  ONCE_RETURN_IF_ERROR(CheckRange("txn_commit_retry_ms", o.txn_commit_retry_ms, 10, 60'000));
+  ONCE_RETURN_IF_ERROR(CheckRange("txn_tick_ms", o.txn_tick_ms, 5, 10'000));
   absl::Status topic = broker::ValidateTopicConfig(o.default_topic);
   if (!topic.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("default topic settings: ", topic.message()));
@@ -105,7 +110,12 @@ std::string DescribeOptions(const ServiceOptions& o) {
                       "  default_retention_ms = ", t.retention_ms, "\n",                  //
                       "  default_retention_bytes = ", t.retention_bytes, "\n",            //
                       "  default_max_message_bytes = ", t.max_message_bytes, "\n",        //
-                      "  default_dedup_window_ms = ", t.dedup_window_ms, "\n");
+                      "  default_dedup_window_ms = ", t.dedup_window_ms, "\n",            //
+                      "  txn_sync = ", o.txn_sync_full ? "full" : "normal", "\n",         //
+                      "  txn_vote_timeout_ms = ", o.txn_vote_timeout_ms, "\n",            //
+                      "  txn_batch_max = ", o.txn_batch_max, "\n",                        //
+                      "  txn_commit_retry_ms = ", o.txn_commit_retry_ms, "\n",            //
+                      "  txn_tick_ms = ", o.txn_tick_ms, "\n");
 }
 
 absl::string_view CorruptionPolicyName(broker::CorruptionPolicy policy) {

@@ -52,6 +52,20 @@ struct ServiceOptions {
   // On SIGTERM/SIGINT, in-flight requests get this long to finish before
   // the service stops anyway. 0..10 min.
   int64_t drain_timeout_ms = 10'000;
+  // The 2PC coordinator of exactly-once groups (coordinator/txn_coordinator.h).
+  // coordinator.db's PRAGMA synchronous: FULL (a decision survives power
+  // loss) or NORMAL (it survives a crash of onced). --txn-sync full|normal.
+  bool txn_sync_full = true;
+  // A PREPARE without a vote within this is aborted. 1 ms..1 day.
+  int64_t txn_vote_timeout_ms = 10'000;
+  // Most messages in one transaction. 1..10,000.
+  int txn_batch_max = 100;
+  // COMMIT is re-sent until DONE, first after this, doubling up to 60 s.
+  // 10 ms..1 min.
+  int64_t txn_commit_retry_ms = 1'000;
+  // The coordinator's timers (vote timeouts, COMMIT re-sends) run this
+  // often. 5 ms..10 s.
+  int64_t txn_tick_ms = 50;
   // Service::Run handles SIGTERM and SIGINT itself (onced); tests that
   // embed a service turn this off.
   bool handle_signals = true;

@@ -175,11 +175,13 @@ void WebSocketSession::HandleFrame(const std::string& text) {
     HandleAck(*frame, /*nack=*/true);
   } else if (t == "unsubscribe") {
     HandleUnsubscribe(*frame);
+  } else if (t == "hello" || t == "vote" || t == "done") {
+    HandleParticipantFrame(text);
   } else {
     SendError(ApiError(absl::StatusCode::kInvalidArgument, kUnknownFrameType,
                        absl::StrCat("unknown frame type \"", std::string(t),
-                                    "\"; expected publish, subscribe, credit, ack, nack or "
-                                    "unsubscribe")),
+                                    "\"; expected publish, subscribe, credit, ack, nack, "
+                                    "unsubscribe, hello, vote or done")),
               RequestOf(*frame));
   }
 }
@@ -201,18 +203,22 @@ struct ParsedPublish {
   std::vector<broker::Record> records;
 };
 
-absl::StatusOr<ParsedPublish> ParsePublish(BrokerApi* api, const json::object& frame) {
+// Moves the frame's "messages" out (only its "request" is needed after).
+absl::StatusOr<ParsedPublish> ParsePublish(BrokerApi* api, json::object& frame) {
   FieldReader r(frame, "the publish frame");
   std::string topic_name;
   bool has_topic = false;
   r.Get("type");
   r.Get("request");
   ONCE_RETURN_IF_ERROR(r.String("topic", &topic_name, &has_topic));
-  const json::value* messages = r.Get("messages");
+  r.Get("messages");
   ONCE_RETURN_IF_ERROR(r.NoOtherFields());
   if (!has_topic) return r.FieldError("topic", "is required");
   json::object body;
-  if (messages != nullptr) body["messages"] = *messages;
+  // Moved, not copied: a deep copy cost an allocation per message.
+  if (json::value* messages = frame.if_contains("messages")) {
+    body["messages"] = std::move(*messages);
+  }
   ParsedPublish parsed;
   ONCE_ASSIGN_OR_RETURN(parsed.records, PublishRequestFromJson(body, nullptr));
   ONCE_ASSIGN_OR_RETURN(parsed.topic, api->FindTopic(topic_name));
@@ -237,7 +243,7 @@ void WebSocketSession::StartPublishing() {
   std::vector<json::object> frames(std::make_move_iterator(publish_queue_.begin()),
                                    std::make_move_iterator(publish_queue_.end()));
   publish_queue_.clear();
-  net::post(api_->workers(), [self = shared_from_this(), frames = std::move(frames)] {
+  net::post(api_->workers(), [self = shared_from_this(), frames = std::move(frames)]() mutable {
     const size_t n = frames.size();
     std::vector<json::object> answers(n);
     std::vector<absl::StatusOr<ParsedPublish>> parsed;
@@ -309,12 +315,14 @@ void WebSocketSession::HandleSubscribe(json::object frame) {
   std::string topic, group, consumer;
   bool has_topic = false, has_group = false, has_consumer = false;
   int64_t credits = 0;
+  bool batch = false;
   r.Get("type");
   r.Get("request");
   absl::Status s = r.String("topic", &topic, &has_topic);
   if (s.ok()) s = r.String("group", &group, &has_group);
   if (s.ok()) s = r.String("consumer", &consumer, &has_consumer);
   if (s.ok()) s = r.Int("credits", &credits, 0, kMaxCredits);
+  if (s.ok()) s = r.Bool("batch", &batch);
   if (s.ok()) s = r.NoOtherFields();
   if (s.ok() && !has_topic) s = r.FieldError("topic", "is required");
   if (s.ok() && !has_group) s = r.FieldError("group", "is required");
@@ -334,7 +342,7 @@ void WebSocketSession::HandleSubscribe(json::object frame) {
     return;
   }
   json::value request_copy = request != nullptr ? *request : json::value(nullptr);
-  net::post(api_->workers(), [self = shared_from_this(), topic, group, consumer, credits,
+  net::post(api_->workers(), [self = shared_from_this(), topic, group, consumer, credits, batch,
                               request_copy = std::move(request_copy)] {
     absl::StatusOr<std::shared_ptr<broker::ConsumerGroup>> g = self->api_->FindGroup(topic, group);
     if (g.ok() && (*g)->config().guarantee == broker::Guarantee::kExactlyOnce) {
@@ -344,7 +352,7 @@ void WebSocketSession::HandleSubscribe(json::object frame) {
                                 "participant sessions (hello), not subscriptions"));
     }
     net::post(self->ws_.get_executor(), [self, g = std::move(g), topic, group, consumer, credits,
-                                         request_copy = std::move(request_copy)]() mutable {
+                                         batch, request_copy = std::move(request_copy)]() mutable {
       const json::value* request = request_copy.is_null() ? nullptr : &request_copy;
       if (self->finished_ || self->closing_) return;
       if (!g.ok()) {
@@ -364,6 +372,7 @@ void WebSocketSession::HandleSubscribe(json::object frame) {
       sub.consumer = consumer;
       sub.group = *std::move(g);
       sub.credits = credits;
+      sub.batch = batch;
       // Until frames have been seen, assume the largest the topic allows
       // (base64 and JSON framing included).
       sub.average_frame_bytes =
@@ -521,16 +530,32 @@ void WebSocketSession::OnDelivered(int64_t id, LongPoll::Result result) {
   // Send only adds to queued_bytes_ (writes complete later, on the
   // strand): the growth is this batch's size.
   const size_t queued_before = queued_bytes_;
+  // Batched subscriptions get the whole push as one frame: one write
+  // instead of one per delivery.
+  json::object batch_frame;
+  json::array* batch = nullptr;
+  if (sub.batch && !result->empty()) {
+    batch_frame["type"] = "messages";
+    batch_frame["subscription"] = id;
+    batch = &batch_frame["messages"].emplace_array();
+    batch->reserve(result->size());
+  }
   for (const broker::Delivery& d : *result) {
-    json::object frame;
-    frame["type"] = "message";
-    frame["subscription"] = id;
-    for (auto& field : DeliveryToJson(sub.topic, d)) frame[field.key()] = std::move(field.value());
+    if (batch != nullptr) {
+      batch->emplace_back(DeliveryToJson(sub.topic, d));
+    } else {
+      json::object frame;
+      frame["type"] = "message";
+      frame["subscription"] = id;
+      for (auto& field : DeliveryToJson(sub.topic, d))
+        frame[field.key()] = std::move(field.value());
+      Send(frame);
+    }
     sub.outstanding.insert(d.token);
     --sub.credits;
     redelivered += d.delivery_count > 1 ? 1 : 0;
-    Send(frame);
   }
+  if (batch != nullptr) Send(batch_frame);
   if (!result->empty()) {
     const double batch_average =
         static_cast<double>(queued_bytes_ - queued_before) / static_cast<double>(result->size());
@@ -655,6 +680,44 @@ void WebSocketSession::HandleAck(const json::object& frame, bool nack) {
       });
 }
 
+// ---- participant sessions (coordinator/participant_session.h)
+
+void WebSocketSession::HandleParticipantFrame(std::string text) {
+  if (!participant_) {
+    std::weak_ptr<WebSocketSession> weak = weak_from_this();
+    ParticipantSession::Hooks hooks;
+    hooks.send = [weak](std::string frame) {
+      if (auto self = weak.lock()) {
+        net::post(self->ws_.get_executor(),
+                  [self, frame = std::move(frame)]() mutable { self->SendText(std::move(frame)); });
+      }
+    };
+    hooks.close = [weak](std::string frame) {
+      if (auto self = weak.lock()) {
+        net::post(self->ws_.get_executor(), [self, frame = std::move(frame)]() mutable {
+          self->SendText(std::move(frame));
+          if (self->closing_ || self->finished_) return;
+          self->closing_ = true;
+          // The error frame goes first: OnWrite closes once the queue is empty.
+          if (!self->writing_ && self->inflight_publishes_ == 0) self->DoClose();
+        });
+      }
+    };
+    hooks.run = [api = api_](std::function<void()> work) {
+      net::post(api->workers(), std::move(work));
+    };
+    participant_ = std::make_shared<ParticipantSession>(state_->txn(), std::move(hooks));
+  }
+  participant_->HandleFrame(std::move(text));
+}
+
+void WebSocketSession::SendText(std::string text) {
+  if (finished_) return;
+  queued_bytes_ += text.size();
+  queue_.push_back(std::move(text));
+  if (!writing_) DoWrite();
+}
+
 // ---- writing
 
 void WebSocketSession::Send(const json::object& frame) {
@@ -730,6 +793,7 @@ void WebSocketSession::Finish() {
     Release(sub.group, std::move(tokens), ordered ? sub.consumer : "");
   }
   subscriptions_.clear();
+  if (participant_) participant_->Disconnected();
   // The queue stays: a write in flight still points into its front. It
   // goes with the session.
   beast::error_code ec;

@@ -49,6 +49,7 @@
 #include "broker/consumer_group.h"
 #include "coordinator/broker_api.h"
 #include "coordinator/long_poll.h"
+#include "coordinator/participant_session.h"
 #include "coordinator/server_state.h"
 
 namespace once::coordinator {
@@ -88,6 +89,9 @@ class WebSocketSession : public Session, public std::enable_shared_from_this<Web
     std::string consumer;
     std::shared_ptr<broker::ConsumerGroup> group;
     int64_t credits = 0;
+    // Subscribed with "batch": each push is one "messages" frame instead
+    // of one "message" frame per delivery (ws_protocol.md).
+    bool batch = false;
     double average_frame_bytes = 0;  // of the frames sent so far; see Pump
     std::shared_ptr<LongPoll> poll;  // the fetch in progress, if any
     // Delivered on this socket, not yet acked or nacked on it: released
@@ -104,6 +108,10 @@ class WebSocketSession : public Session, public std::enable_shared_from_this<Web
   void HandleCredit(const boost::json::object& frame);
   void HandleAck(const boost::json::object& frame, bool nack);
   void HandleUnsubscribe(const boost::json::object& frame);
+  // hello, vote and done: the participant session (exactly-once groups).
+  void HandleParticipantFrame(std::string text);
+  // Queues an already encoded frame (the participant session's).
+  void SendText(std::string text);
 
   // Starts a fetch for `sub` when it has credits and the queue has room.
   void Pump(Subscription& sub);
@@ -150,6 +158,8 @@ class WebSocketSession : public Session, public std::enable_shared_from_this<Web
   std::deque<boost::json::object> publish_queue_;  // frames not yet started
   bool publishing_ = false;                        // a batch is on a worker
   int inflight_publishes_ = 0;                     // frames queued or in the batch
+  // Created by the first participant frame (hello/vote/done).
+  std::shared_ptr<ParticipantSession> participant_;
 };
 
 }  // namespace once::coordinator

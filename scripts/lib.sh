@@ -12,7 +12,7 @@ ONCE_PACKAGES=(
   libboost1.81-dev libboost-json1.81-dev libabsl-dev libsqlite3-dev
   googletest libgmock-dev libgtest-dev libbenchmark-dev
   libspdlog-dev libxxhash-dev
-  python3 python3-websockets spin fio
+  python3 sqlite3 spin fio
 )
 
 # Installs whichever of ONCE_PACKAGES are missing; silent when none is.

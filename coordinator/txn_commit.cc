@@ -1,0 +1,211 @@
+// The commit point (pin, then the COMMIT record in the group commit), the
+// COMMIT (re-)sends and DONE. See txn_coordinator.h.
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/txn_coordinator.h"
+#include "spdlog/spdlog.h"
+
+namespace once::coordinator {
+namespace {
+
+protocol::Error ErrorFrame(absl::string_view code, std::string message, int status) {
+  protocol::Error e;
+  e.code = std::string(code);
+  e.message = std::move(message);
+  e.status = status;
+  return e;
+}
+
+}  // namespace
+
+void TxnCoordinator::DecideCommit(const std::string& txn_id,
+                                  std::function<void(absl::Status)> done) {
+  std::shared_ptr<broker::ConsumerGroup> group;
+  std::vector<std::string> tokens;
+  TxnRecord record;
+  bool pinned = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = txns_.find(txn_id);
+    if (it == txns_.end() || !it->second.committing) {
+      if (done) done(absl::FailedPreconditionError(absl::StrCat("txn ", txn_id, " is not open")));
+      return;
+    }
+    group = it->second.group;
+    tokens = it->second.tokens;
+    record = it->second.record;
+    pinned = it->second.pinned;
+  }
+  // Rule 1 of the model: the leases must still be T's when the decision
+  // is written. Pinned, they can no longer expire or be released; a
+  // refusal means one expired (and may be someone else's now): abort.
+  if (!pinned && group != nullptr && !tokens.empty()) {
+    absl::StatusOr<broker::AckResult> r = group->Pin(tokens);
+    if (!r.ok() || !r->refused.empty()) {
+      const absl::Status why = r.ok() ? r->ToStatus() : r.status();
+      Aftermath after;
+      {
+        absl::MutexLock lock(&mu_);
+        Txn& t = txns_.at(txn_id);
+        t.committing = false;
+        if (r.ok() && r->applied > 0) {
+          // Pin is per token: the pinned ones can only be acked now. They
+          // stay held until onced restarts (leases do not survive it),
+          // then they are delivered again (no COMMIT record).
+          spdlog::warn("txn {}: {} lease(s) stay pinned after a partial pin refusal: {}", txn_id,
+                       r->applied, why.ToString());
+        }
+        Abort(t, TxnEvent::kPinRefused, "pin_refused",
+              absl::StrCat("the leases could not be pinned at the commit point: ", why.message()),
+              /*send_frame=*/true, /*release=*/!r.ok() || r->applied == 0, &after);
+      }
+      Run(std::move(after));
+      if (done) done(absl::AbortedError(absl::StrCat("txn ", txn_id, " aborted: ", why.message())));
+      return;
+    }
+    absl::MutexLock lock(&mu_);
+    txns_.at(txn_id).pinned = true;
+  }
+  record.state = TxnState::kCommitted;
+  record.decided_ms = 0;
+  store_->SubmitCommit(std::move(record), [this, txn_id, done](absl::Status s) {
+    OnCommitWritten(txn_id, std::move(s), done);
+  });
+}
+
+void TxnCoordinator::OnCommitWritten(const std::string& txn_id, absl::Status status,
+                                     const std::function<void(absl::Status)>& done) {
+  Aftermath after;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = txns_.find(txn_id);
+    if (it == txns_.end()) return;  // cannot happen: committing txns are never erased
+    Txn& t = it->second;
+    if (!status.ok() && !absl::IsAlreadyExists(status)) {
+      // Not durable: the decision stays commit-bound (the leases are
+      // pinned) and is written again on the timer.
+      spdlog::error("txn {}: writing the COMMIT record: {}; retrying in {} ms", txn_id,
+                    status.ToString(), options_.commit_write_retry_ms);
+      t.commit_retry_at_ms = clock_->NowMs() + options_.commit_write_retry_ms;
+    } else {
+      if (!Apply(t, t.commit_event)) return;
+      t.committing = false;
+      t.commit_retry_at_ms = 0;
+      if (metrics_ != nullptr) {
+        metrics_->CountCommitted();
+        metrics_->ObserveCommit(static_cast<double>(clock_->NowMs() - t.voted_ms) / 1000.0);
+      }
+      t.backoff_ms = options_.commit_retry_initial_ms;
+      SendCommitLocked(t, &after);
+      status = absl::OkStatus();
+    }
+  }
+  Run(std::move(after));
+  if (done) done(status);
+}
+
+void TxnCoordinator::SendCommitLocked(Txn& txn, Aftermath* after) {
+  Connection* c = CurrentLocked(txn.key);
+  if (c != nullptr && c->welcomed) {
+    c->channel->Send(protocol::Commit{txn.record.txn, epoch_, c->generation});
+    ++txn.record.attempts;
+    after->attempts.push_back(txn.record.txn);
+  }
+  txn.next_send_ms = clock_->NowMs() + txn.backoff_ms;
+  txn.backoff_ms = std::min(txn.backoff_ms * 2, options_.commit_retry_max_ms);
+}
+
+void TxnCoordinator::OnDone(ParticipantChannel* channel, const protocol::Done& done) {
+  std::shared_ptr<broker::ConsumerGroup> group;
+  std::vector<std::string> tokens;
+  TxnRecord record;
+  {
+    absl::MutexLock lock(&mu_);
+    Connection* c = CheckFrameLocked(channel, done.epoch, done.generation);
+    if (c == nullptr) return;
+    auto it = txns_.find(done.txn);
+    if (it == txns_.end()) return;  // done already (a duplicate DONE) or never committed
+    Txn& t = it->second;
+    if (t.key != channels_.at(channel)) {
+      channel->Send(ErrorFrame(
+          "wrong_participant",
+          absl::StrCat("txn ", done.txn, " belongs to participant \"", std::get<2>(t.key), "\""),
+          409));
+      return;
+    }
+    if (t.record.state != TxnState::kCommitted) {
+      channel->Send(ErrorFrame("not_committed",
+                               absl::StrCat("done for txn ", done.txn, " in state ",
+                                            std::string(TxnStateName(t.record.state)),
+                                            ": only a committed transaction can be done"),
+                               409));
+      return;
+    }
+    if (t.finishing) return;  // a duplicate DONE while the first is applied
+    t.finishing = true;
+    group = t.group;
+    tokens = t.tokens;
+    record = t.record;
+  }
+  // Delete B in the broker (DESIGN.md §2: before T is done). The tokens
+  // died with a restart for a recovered txn: by position then.
+  absl::Status deleted = absl::OkStatus();
+  if (!record.broker_deleted) {
+    if (group == nullptr) {
+      absl::StatusOr<std::shared_ptr<broker::ConsumerGroup>> g =
+          groups_(record.topic, record.group);
+      if (g.ok()) group = *g;
+      if (!g.ok() && !absl::IsNotFound(g.status())) deleted = g.status();
+    }
+    if (deleted.ok() && group != nullptr) {
+      bool by_position = tokens.empty();
+      if (!by_position) {
+        absl::StatusOr<broker::AckResult> r = group->Ack(tokens);
+        by_position = !r.ok() || !r->refused.empty();
+      }
+      if (by_position) {
+        std::vector<broker::MessagePosition> positions;
+        for (const TxnMessageRef& m : record.messages) {
+          positions.push_back({static_cast<int>(m.partition), static_cast<int64_t>(m.offset)});
+        }
+        deleted = group->AckPositions(positions);
+        if (absl::IsNotFound(deleted)) deleted = absl::OkStatus();  // the group is gone
+      }
+    }
+  }
+  if (!deleted.ok()) {
+    spdlog::warn("txn {}: deleting its batch in the broker: {}; COMMIT will be re-sent", done.txn,
+                 deleted.ToString());
+    absl::MutexLock lock(&mu_);
+    if (auto it = txns_.find(done.txn); it != txns_.end()) it->second.finishing = false;
+    return;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = txns_.find(done.txn); it != txns_.end()) it->second.record.broker_deleted = true;
+  }
+  const std::string txn_id = done.txn;
+  store_->SubmitDone(txn_id, [this, txn_id](absl::Status s) {
+    Aftermath after;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = txns_.find(txn_id);
+      if (it == txns_.end()) return;
+      Txn& t = it->second;
+      if (!s.ok() && !absl::IsNotFound(s)) {
+        spdlog::error("txn {}: recording done: {}; COMMIT will be re-sent", txn_id, s.ToString());
+        t.finishing = false;
+        return;
+      }
+      if (!Apply(t, TxnEvent::kDone)) return;
+      if (metrics_ != nullptr) metrics_->CountDone();
+      ReleaseInflightLocked(t, &after);
+      EraseLocked(txn_id);
+    }
+    Run(std::move(after));
+  });
+}
+
+}  // namespace once::coordinator

@@ -1,0 +1,275 @@
+// The 2PC engine's delivery loops (lease a batch, PREPARE), its timers and
+// its recovery at start. See txn_coordinator.h.
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "broker/record.h"
+#include "coordinator/txn_coordinator.h"
+#include "schema/status_macros.h"
+#include "spdlog/spdlog.h"
+
+namespace once::coordinator {
+namespace {
+
+// A delivery loop gives its worker back after this many rounds (and is
+// scheduled again), so that one busy group cannot hold a worker forever.
+constexpr int kMaxRoundsPerRun = 16;
+
+protocol::TxnMessage ToTxnMessage(absl::string_view topic, const broker::Delivery& d) {
+  protocol::TxnMessage m;
+  m.partition = static_cast<uint32_t>(d.partition);
+  m.offset = static_cast<uint64_t>(d.record.offset);
+  m.id = protocol::MessageId(std::string_view(topic.data(), topic.size()), m.partition, m.offset);
+  if (d.record.has_key()) m.key = d.record.key;
+  for (const broker::Header& h : d.record.headers) m.headers.emplace_back(h.key, h.value);
+  m.value = d.record.value;
+  m.binary = (d.record.flags & broker::kRecordValueBinary) != 0;
+  m.delivery_count = static_cast<uint32_t>(std::max(1, d.delivery_count));
+  m.timestamp_ms = d.record.timestamp_ms;
+  return m;
+}
+
+}  // namespace
+
+// ---- recovery
+
+absl::Status TxnCoordinator::Recover() {
+  ONCE_ASSIGN_OR_RETURN(const uint64_t epoch, store_->BumpEpoch());
+  ONCE_ASSIGN_OR_RETURN(std::vector<TxnRecord> records, store_->LoadUnfinished());
+  // DESIGN.md §2, recovery: every batch under a COMMIT record is deleted in
+  // the broker before anything is delivered (leases died with the crash;
+  // without this the batch would be delivered again).
+  for (TxnRecord& record : records) {
+    if (record.broker_deleted) continue;
+    absl::StatusOr<std::shared_ptr<broker::ConsumerGroup>> group =
+        groups_(record.topic, record.group);
+    if (!group.ok() && !absl::IsNotFound(group.status())) {
+      return absl::Status(
+          group.status().code(),
+          absl::StrCat("recovering txn ", record.txn, ": finding group \"", record.group,
+                       "\" of topic \"", record.topic, "\": ", group.status().message()));
+    }
+    if (group.ok()) {
+      std::vector<broker::MessagePosition> positions;
+      for (const TxnMessageRef& m : record.messages) {
+        positions.push_back({static_cast<int>(m.partition), static_cast<int64_t>(m.offset)});
+      }
+      absl::Status s = (*group)->AckPositions(positions);
+      if (absl::IsInvalidArgument(s)) {
+        // Not in the log any more (a memory topic after a restart, a
+        // truncated log): it cannot be delivered again either.
+        spdlog::warn("recovering txn {}: its messages are no longer in the log: {}", record.txn,
+                     s.ToString());
+      } else if (!s.ok() && !absl::IsNotFound(s)) {
+        return absl::Status(s.code(),
+                            absl::StrCat("recovering txn ", record.txn,
+                                         ": deleting its batch in the broker: ", s.message()));
+      }
+    } else {
+      spdlog::warn("recovering txn {}: group \"{}\" of topic \"{}\" is gone (its messages too)",
+                   record.txn, record.group, record.topic);
+    }
+    ONCE_RETURN_IF_ERROR(store_->MarkBrokerDeleted(record.txn));
+    record.broker_deleted = true;
+  }
+  absl::MutexLock lock(&mu_);
+  epoch_ = epoch;
+  const int64_t now = clock_->NowMs();
+  for (TxnRecord& record : records) {
+    Txn t;
+    t.key = {record.topic, record.group, record.participant};
+    t.next_send_ms = now;
+    t.backoff_ms = options_.commit_retry_initial_ms;
+    t.record = std::move(record);
+    std::string id = t.record.txn;
+    txns_.emplace(std::move(id), std::move(t));
+  }
+  spdlog::info("transaction coordinator: epoch {}; {} committed transaction(s) wait for DONE",
+               epoch_, txns_.size());
+  return absl::OkStatus();
+}
+
+// ---- timers
+
+void TxnCoordinator::Tick() {
+  Aftermath after;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    const int64_t now = clock_->NowMs();
+    std::vector<std::string> expired;
+    for (auto& [id, t] : txns_) {
+      if (t.record.state == TxnState::kPreparing && t.vote_deadline_ms <= now) {
+        expired.push_back(id);
+      } else if (t.record.state == TxnState::kCommitted && !t.finishing && t.next_send_ms <= now) {
+        SendCommitLocked(t, &after);
+      } else if (t.committing && t.commit_retry_at_ms > 0 && t.commit_retry_at_ms <= now) {
+        t.commit_retry_at_ms = 0;
+        after.commits.push_back(id);
+      }
+    }
+    for (const std::string& id : expired) {
+      Abort(txns_.at(id), TxnEvent::kTimeout, "vote_timeout",
+            absl::StrCat("no vote within ", options_.vote_timeout_ms, " ms"), /*send_frame=*/true,
+            /*release=*/true, &after);
+    }
+    for (const auto& [key, loop] : loops_) after.wake.push_back(loop);
+  }
+  Run(std::move(after));
+}
+
+// ---- delivery loops
+
+std::shared_ptr<TxnCoordinator::GroupLoop> TxnCoordinator::LoopForLocked(
+    const GroupKey& key, std::shared_ptr<broker::ConsumerGroup> group) {
+  auto it = loops_.find(key);
+  if (it != loops_.end() && it->second->group == group) return it->second;
+  if (it != loops_.end()) {
+    // The group was deleted and created again: a new loop for the new one.
+    it->second->group->notifier().RemoveListener(it->second->listener);
+    loops_.erase(it);
+  }
+  auto loop = std::make_shared<GroupLoop>();
+  loop->key = key;
+  loop->group = std::move(group);
+  std::weak_ptr<GroupLoop> weak = loop;
+  loop->listener = loop->group->notifier().AddListener([life = life_, weak] {
+    TxnCoordinator* engine;
+    {
+      absl::MutexLock lock(&life->mu);
+      if (life->engine == nullptr) return;
+      engine = life->engine;
+      ++life->running;
+    }
+    if (std::shared_ptr<GroupLoop> l = weak.lock()) engine->Wake(l);
+    absl::MutexLock lock(&life->mu);
+    --life->running;
+  });
+  loops_[key] = loop;
+  return loop;
+}
+
+void TxnCoordinator::Wake(const std::shared_ptr<GroupLoop>& loop) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    if (loop->running) {
+      loop->again = true;
+      return;
+    }
+    loop->running = true;
+    loop->again = false;
+  }
+  executor_([this, loop] { RunLoop(loop); });
+}
+
+void TxnCoordinator::RunLoop(std::shared_ptr<GroupLoop> loop) {
+  for (int round = 0; round < kMaxRoundsPerRun; ++round) {
+    std::vector<std::pair<ParticipantKey, uint64_t>> ready;
+    {
+      absl::MutexLock lock(&mu_);
+      if (shutdown_) {
+        loop->running = false;
+        return;
+      }
+      loop->again = false;
+      for (const auto& [key, c] : connections_) {
+        if (c.loop == loop && c.welcomed && c.inflight < static_cast<int>(c.window)) {
+          ready.emplace_back(key, c.generation);
+        }
+      }
+    }
+    bool progress = false;
+    for (const auto& [key, generation] : ready) {
+      if (DeliverOne(loop, key, generation)) progress = true;
+    }
+    absl::MutexLock lock(&mu_);
+    if (!progress && !loop->again) {
+      loop->running = false;
+      return;
+    }
+  }
+  executor_([this, loop] { RunLoop(loop); });
+}
+
+std::string TxnCoordinator::NextTxnIdLocked() {
+  return absl::StrCat(epoch_, ".", next_sequence_++);
+}
+
+bool TxnCoordinator::DeliverOne(const std::shared_ptr<GroupLoop>& loop, const ParticipantKey& key,
+                                uint64_t generation) {
+  {
+    absl::MutexLock lock(&mu_);
+    Connection* c = CurrentLocked(key);
+    if (c == nullptr || c->generation != generation || c->inflight >= static_cast<int>(c->window)) {
+      return false;
+    }
+    ++c->inflight;  // reserved; becomes the txn's
+  }
+  auto unreserve = [&] {
+    absl::MutexLock lock(&mu_);
+    Connection* c = CurrentLocked(key);
+    if (c != nullptr && c->generation == generation) --c->inflight;
+  };
+  absl::StatusOr<std::vector<broker::Delivery>> leased =
+      loop->group->Lease(std::get<2>(key), options_.batch_max);
+  if (!leased.ok()) {
+    spdlog::warn("delivery loop of group \"{}\" of topic \"{}\": lease: {}", loop->key.second,
+                 loop->key.first, leased.status().ToString());
+    unreserve();
+    return false;
+  }
+  if (leased->empty()) {
+    unreserve();
+    return false;
+  }
+  const std::string& topic = loop->key.first;
+  std::vector<protocol::TxnMessage> messages;
+  std::vector<std::string> tokens;
+  std::vector<TxnMessageRef> refs;
+  for (const broker::Delivery& d : *leased) {
+    messages.push_back(ToTxnMessage(topic, d));
+    tokens.push_back(d.token);
+    refs.push_back({static_cast<uint32_t>(d.partition), static_cast<uint64_t>(d.record.offset)});
+  }
+  Aftermath after;
+  {
+    absl::MutexLock lock(&mu_);
+    Connection* c = CurrentLocked(key);
+    if (c == nullptr || c->generation != generation || shutdown_) {
+      // Gone (or fenced) meanwhile: the reservation went with it.
+      after.nacks.emplace_back(loop->group, std::move(tokens));
+    } else {
+      const int64_t now = clock_->NowMs();
+      Txn t;
+      t.record.txn = NextTxnIdLocked();
+      t.record.topic = topic;
+      t.record.group = loop->key.second;
+      t.record.participant = std::get<2>(key);
+      t.record.epoch = epoch_;
+      t.record.generation = generation;
+      t.record.state = TxnState::kPreparing;
+      t.record.messages = std::move(refs);
+      t.record.created_ms = now;
+      t.key = key;
+      t.group = loop->group;
+      t.tokens = std::move(tokens);
+      t.prepared_on = c->channel.get();
+      t.vote_deadline_ms = now + options_.vote_timeout_ms;
+      protocol::Prepare p;
+      p.txn = t.record.txn;
+      p.epoch = epoch_;
+      p.generation = generation;
+      p.messages = std::move(messages);
+      c->channel->Send(std::move(p));
+      std::string id = t.record.txn;
+      txns_.emplace(std::move(id), std::move(t));
+      return true;
+    }
+  }
+  Run(std::move(after));
+  return false;
+}
+
+}  // namespace once::coordinator

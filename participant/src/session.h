@@ -1,0 +1,76 @@
+// A session: one WebSocket connection's worth of the participant protocol,
+// as a state machine fed with frames. It does no I/O of its own: outgoing
+// frames go to SessionEnv::send, and the owner (participant.cc) closes the
+// connection and reconnects when a call returns an error. This keeps the
+// protocol logic testable without a network (the crash tests drive it
+// directly).
+//
+// Not thread-safe: the owner calls one session from one thread.
+#ifndef ONCE_PARTICIPANT_SRC_SESSION_H_
+#define ONCE_PARTICIPANT_SRC_SESSION_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "once/participant.h"
+#include "once/resource.h"
+
+namespace once::participant {
+
+// Counters shared by the sessions of one Participant; thread-safe.
+class StatsBox {
+ public:
+  void Update(const std::function<void(ParticipantStats&)>& fn) {
+    absl::MutexLock lock(&mu_);
+    fn(stats_);
+  }
+  ParticipantStats Get() const {
+    absl::MutexLock lock(&mu_);
+    return stats_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  ParticipantStats stats_ ABSL_GUARDED_BY(mu_);
+};
+
+struct SessionEnv {
+  const ParticipantOptions* options = nullptr;
+  Resource* resource = nullptr;
+  const Handler* handler = nullptr;
+  StatsBox* stats = nullptr;
+  // Queues one text frame for the peer.
+  std::function<void(std::string frame)> send;
+  // Crash points for tests: "prepare:staged" (handler ran, nothing
+  // journaled yet) and "vote:sent" (YES vote handed to `send`).
+  std::function<void(absl::string_view point)> test_hook;
+};
+
+class Session {
+ public:
+  virtual ~Session() = default;
+  // Sends the opening frame (hello or subscribe).
+  virtual absl::Status Start() = 0;
+  // One frame from the peer. An error ends the session: the owner closes
+  // the connection (nothing was applied for the offending frame).
+  virtual absl::Status OnFrame(absl::string_view data, bool text) = 0;
+  // Periodic work (exactly-once: re-ask in-doubt transactions).
+  virtual absl::Status OnTimer() = 0;
+  // True once the peer accepted the session (welcome or subscribed).
+  virtual bool open() const = 0;
+};
+
+// The session for options.mode.
+std::unique_ptr<Session> MakeSession(SessionEnv env);
+
+// Runs the handler, turning an exception into an error naming it.
+absl::Status RunHandler(const Handler& handler, const Message& message, Staging& staging);
+
+}  // namespace once::participant
+
+#endif  // ONCE_PARTICIPANT_SRC_SESSION_H_

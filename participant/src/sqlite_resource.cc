@@ -1,0 +1,159 @@
+#include "once/sqlite_resource.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "participant/src/journal.h"
+#include "schema/status_macros.h"
+
+namespace once {
+
+using participant::IsIdCommitted;
+using participant::RunEffects;
+
+absl::StatusOr<std::unique_ptr<SqliteResource>> SqliteResource::Open(
+    const std::string& path, SqliteResourceOptions options) {
+  sqlite::DatabaseOptions db_options;
+  db_options.synchronous = options.synchronous;
+  ONCE_ASSIGN_OR_RETURN(std::unique_ptr<sqlite::Database> db,
+                        sqlite::Database::Open(path, db_options));
+  ONCE_RETURN_IF_ERROR(participant::MigrateJournal(db.get()));
+  return std::unique_ptr<SqliteResource>(
+      new SqliteResource(path, std::move(options), std::move(db)));
+}
+
+SqliteResource::SqliteResource(std::string path, SqliteResourceOptions options,
+                               std::unique_ptr<sqlite::Database> db)
+    : path_(std::move(path)), options_(std::move(options)), db_(std::move(db)) {}
+
+SqliteResource::~SqliteResource() = default;
+
+void SqliteResource::Hook(absl::string_view point) const {
+  if (options_.crash_hook) options_.crash_hook(point);
+}
+
+absl::Status SqliteResource::WithDatabase(
+    const std::function<absl::Status(sqlite::Database*)>& fn) {
+  absl::MutexLock lock(&mu_);
+  return fn(db_.get());
+}
+
+absl::StatusOr<std::vector<std::string>> SqliteResource::Recover() {
+  absl::MutexLock lock(&mu_);
+  return participant::ListPrepared(db_.get());
+}
+
+absl::StatusOr<TxnStatus> SqliteResource::Status(const std::string& txn) {
+  absl::MutexLock lock(&mu_);
+  return participant::ReadTxnStatus(db_.get(), txn);
+}
+
+absl::StatusOr<bool> SqliteResource::IsCommitted(const std::string& message_id) {
+  absl::MutexLock lock(&mu_);
+  return IsIdCommitted(db_.get(), message_id);
+}
+
+absl::Status SqliteResource::Prepare(const PreparedTxn& txn) {
+  absl::MutexLock lock(&mu_);
+  sqlite::Database* db = db_.get();
+  ONCE_ASSIGN_OR_RETURN(sqlite::Transaction t, sqlite::Transaction::Begin(db));
+  ONCE_ASSIGN_OR_RETURN(const TxnStatus status, participant::ReadTxnStatus(db, txn.txn));
+  if (status != TxnStatus::kAbsent) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("journal ", path_, ": txn ", txn.txn, " is already journaled"));
+  }
+  // Try the effects against the current state, in order, and roll them
+  // back: a statement that cannot apply must turn into a NO vote now, not
+  // into a commit that fails after the decision.
+  ONCE_RETURN_IF_ERROR(db->Exec("SAVEPOINT once_trial"));
+  absl::Status trial;
+  for (const StagedMessage& m : txn.messages) {
+    if (m.skipped) continue;
+    trial = RunEffects(db, m.effects);
+    if (!trial.ok()) {
+      trial =
+          absl::InvalidArgumentError(absl::StrCat("message ", m.message_id, ": ", trial.message()));
+      break;
+    }
+  }
+  ONCE_RETURN_IF_ERROR(db->Exec("ROLLBACK TO once_trial; RELEASE once_trial"));
+  ONCE_RETURN_IF_ERROR(trial);
+  ONCE_RETURN_IF_ERROR(participant::InsertPrepared(db, txn, options_.clock->NowMs()));
+  ONCE_RETURN_IF_ERROR(t.Commit());
+  Hook("prepare:journaled");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CommitResult> SqliteResource::Commit(const std::string& txn) {
+  absl::MutexLock lock(&mu_);
+  sqlite::Database* db = db_.get();
+  ONCE_ASSIGN_OR_RETURN(sqlite::Transaction t, sqlite::Transaction::Begin(db));
+  ONCE_ASSIGN_OR_RETURN(const TxnStatus status, participant::ReadTxnStatus(db, txn));
+  CommitResult result;
+  if (status == TxnStatus::kAbsent) {
+    return absl::NotFoundError(
+        absl::StrCat("journal ", path_, ": commit of txn ", txn, ", which was never prepared"));
+  }
+  if (status == TxnStatus::kCommitted) {
+    result.already_committed = true;
+    return result;
+  }
+  ONCE_ASSIGN_OR_RETURN(const std::vector<StagedMessage> staged, participant::LoadStaged(db, txn));
+  const int64_t now = options_.clock->NowMs();
+  for (const StagedMessage& m : staged) {
+    // The guard again, at apply time (model rule 3): another transaction
+    // may have committed this id since the vote (a redelivery after a
+    // lease timed out), or the id repeats inside this transaction.
+    ONCE_ASSIGN_OR_RETURN(const bool done, IsIdCommitted(db, m.message_id));
+    if (m.skipped || done) {
+      ++result.skipped;
+      continue;
+    }
+    ONCE_RETURN_IF_ERROR(RunEffects(db, m.effects));
+    ONCE_RETURN_IF_ERROR(participant::RecordCommittedId(db, m.message_id, txn, now));
+    if (result.applied++ == 0) Hook("commit:applying");
+  }
+  ONCE_RETURN_IF_ERROR(participant::MarkCommitted(db, txn, now));
+  ONCE_RETURN_IF_ERROR(participant::PruneCommitted(db, now - options_.keep_committed_ms,
+                                                   options_.keep_committed_min));
+  ONCE_RETURN_IF_ERROR(t.Commit());
+  return result;
+}
+
+absl::Status SqliteResource::Abort(const std::string& txn) {
+  absl::MutexLock lock(&mu_);
+  sqlite::Database* db = db_.get();
+  ONCE_ASSIGN_OR_RETURN(sqlite::Transaction t, sqlite::Transaction::Begin(db));
+  ONCE_ASSIGN_OR_RETURN(const TxnStatus status, participant::ReadTxnStatus(db, txn));
+  if (status == TxnStatus::kAbsent) return absl::OkStatus();
+  if (status == TxnStatus::kCommitted) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("journal ", path_, ": abort of txn ", txn, ", which is committed"));
+  }
+  ONCE_RETURN_IF_ERROR(participant::DeleteTxn(db, txn));
+  return t.Commit();
+}
+
+absl::StatusOr<bool> SqliteResource::ApplyOnce(const std::string& message_id,
+                                               const std::vector<Effect>& effects) {
+  absl::MutexLock lock(&mu_);
+  sqlite::Database* db = db_.get();
+  ONCE_ASSIGN_OR_RETURN(sqlite::Transaction t, sqlite::Transaction::Begin(db));
+  ONCE_ASSIGN_OR_RETURN(const bool done, IsIdCommitted(db, message_id));
+  if (done) return false;
+  ONCE_RETURN_IF_ERROR(RunEffects(db, effects));
+  ONCE_RETURN_IF_ERROR(
+      participant::RecordCommittedId(db, message_id, /*txn=*/"", options_.clock->NowMs()));
+  ONCE_RETURN_IF_ERROR(t.Commit());
+  return true;
+}
+
+absl::Status SqliteResource::Apply(const std::vector<Effect>& effects) {
+  absl::MutexLock lock(&mu_);
+  sqlite::Database* db = db_.get();
+  ONCE_ASSIGN_OR_RETURN(sqlite::Transaction t, sqlite::Transaction::Begin(db));
+  ONCE_RETURN_IF_ERROR(RunEffects(db, effects));
+  return t.Commit();
+}
+
+}  // namespace once

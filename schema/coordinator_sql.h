@@ -1,0 +1,17 @@
+// The 2PC coordinator store's SQLite schema: the text of
+// schema/coordinator.sql, embedded at build time (see once_embed_sql in
+// schema/CMakeLists.txt). Split it with sqlite::ParseMigrations and apply it
+// with sqlite::Migrate (coordinator/txn_store.cc does). The tables are
+// documented in the .sql file.
+#ifndef ONCE_SCHEMA_COORDINATOR_SQL_H_
+#define ONCE_SCHEMA_COORDINATOR_SQL_H_
+
+#include "absl/strings/string_view.h"
+
+namespace once::schema {
+
+absl::string_view CoordinatorSql();
+
+}  // namespace once::schema
+
+#endif  // ONCE_SCHEMA_COORDINATOR_SQL_H_

@@ -1,0 +1,106 @@
+#include "tests/bench/load_stats.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "boost/json/object.hpp"
+#include "boost/json/serialize.hpp"
+
+namespace once::load {
+
+std::string MakePayload(int64_t publish_nanos, int bytes) {
+  std::string v = absl::StrFormat("%016x", static_cast<uint64_t>(publish_nanos));
+  v.resize(static_cast<size_t>(std::max(bytes, 16)), 'x');
+  return v;
+}
+
+absl::StatusOr<int64_t> PayloadTime(absl::string_view value) {
+  if (value.size() < 16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("payload of ", value.size(), " bytes has no 16-digit timestamp"));
+  }
+  uint64_t t = 0;
+  for (char c : value.substr(0, 16)) {
+    int d;
+    if (c >= '0' && c <= '9') {
+      d = c - '0';
+    } else if (c >= 'a' && c <= 'f') {
+      d = c - 'a' + 10;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "payload does not start with a hex timestamp: \"", value.substr(0, 16), "\""));
+    }
+    t = t * 16 + static_cast<uint64_t>(d);
+  }
+  return static_cast<int64_t>(t);
+}
+
+Percentiles ComputePercentiles(std::vector<int64_t>* samples) {
+  Percentiles p;
+  p.samples = static_cast<int64_t>(samples->size());
+  if (samples->empty()) return p;
+  std::sort(samples->begin(), samples->end());
+  auto at = [&](double q) {
+    size_t i = static_cast<size_t>(q * static_cast<double>(samples->size()));
+    i = std::min(i, samples->size() - 1);
+    return static_cast<double>((*samples)[i]) / 1e6;
+  };
+  p.p50_ms = at(0.50);
+  p.p99_ms = at(0.99);
+  p.p999_ms = at(0.999);
+  p.max_ms = static_cast<double>(samples->back()) / 1e6;
+  return p;
+}
+
+void RunCounters::Error(absl::string_view what) {
+  errors.fetch_add(1);
+  absl::MutexLock lock(&mu_);
+  if (first_error_.empty()) first_error_ = std::string(what);
+}
+
+std::string RunCounters::first_error() const {
+  absl::MutexLock lock(&mu_);
+  return first_error_;
+}
+
+std::string FormatResult(const LoadResult& r, bool json) {
+  const LoadOptions& o = r.options;
+  const double pub_rate = r.publish_seconds > 0 ? r.published / r.publish_seconds : 0;
+  const double con_rate = r.consume_seconds > 0 ? r.acked / r.consume_seconds : 0;
+  const std::string transport = o.transport == Transport::kWebSocket ? "ws" : "http";
+  const std::string fsync = o.backend == "disk" ? o.fsync : "-";
+  if (json) {
+    boost::json::object j;
+    j["transport"] = transport;
+    j["backend"] = o.backend;
+    j["fsync"] = fsync;
+    j["connections"] = o.connections;
+    j["partitions"] = o.partitions;
+    j["batch"] = o.batch;
+    j["rate"] = o.rate;
+    j["duration_s"] = o.duration_s;
+    j["message_bytes"] = o.message_bytes;
+    j["published"] = r.published;
+    j["delivered"] = r.consumed;
+    j["consumed"] = r.acked;
+    j["errors"] = r.errors;
+    j["publish_msg_s"] = pub_rate;
+    j["consume_msg_s"] = con_rate;
+    j["p50_ms"] = r.latency.p50_ms;
+    j["p99_ms"] = r.latency.p99_ms;
+    j["p999_ms"] = r.latency.p999_ms;
+    j["max_ms"] = r.latency.max_ms;
+    j["latency_samples"] = r.latency.samples;
+    return boost::json::serialize(j);
+  }
+  return absl::StrFormat(
+      "once-load transport=%s backend=%s fsync=%s connections=%d partitions=%d batch=%d "
+      "rate=%.0f duration_s=%.1f published=%d consumed=%d errors=%d publish_msg_s=%.0f "
+      "consume_msg_s=%.0f p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f",
+      transport, o.backend, fsync, o.connections, o.partitions, o.batch, o.rate, o.duration_s,
+      r.published, r.acked, r.errors, pub_rate, con_rate, r.latency.p50_ms, r.latency.p99_ms,
+      r.latency.p999_ms);
+}
+
+}  // namespace once::load
