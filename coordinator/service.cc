@@ -256,8 +256,11 @@ void Service::BeginShutdown() {
   }
   maintenance_timer_->cancel();
   txn_timer_->cancel();
-  api_->BeginDrain();
+  // Sessions first: waking the long polls answers them on other threads,
+  // and each answer must already see the drain so that it says
+  // "Connection: close" (the session closes right after it).
   state_->BeginDrain();
+  api_->BeginDrain();
   drain_deadline_ =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.drain_timeout_ms);
   CheckDrained();
