@@ -58,8 +58,11 @@ struct ServiceOptions {
   bool txn_sync_full = true;
   // A PREPARE without a vote within this is aborted. 1 ms..1 day.
   int64_t txn_vote_timeout_ms = 10'000;
-  // Most messages in one transaction. 1..10,000.
-  int txn_batch_max = 100;
+  // Most messages in one transaction. 1..10,000. Large by default: every
+  // transaction costs the participant two fsyncs and the coordinator a
+  // share of one, whatever its size (measured: 1000 doubles the rate of
+  // 100); a batch takes only what is available, so it adds no latency.
+  int txn_batch_max = 1000;
   // COMMIT is re-sent until DONE, first after this, doubling up to 60 s.
   // 10 ms..1 min.
   int64_t txn_commit_retry_ms = 1'000;

@@ -29,12 +29,15 @@ once_install_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# once_build DIR BUILD_TYPE [cmake args...]: configures (once) and builds.
+# once_build DIR BUILD_TYPE [cmake args...]: configures (once) and builds
+# everything, or only the targets named in ONCE_TARGETS (space-separated).
 once_build() {
   local dir=$1 type=$2
   shift 2
   if [ ! -f "$dir/CMakeCache.txt" ]; then
     cmake -S "$ONCE_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE="$type" "$@" >/dev/null
   fi
-  cmake --build "$dir" -j "$(nproc)"
+  local targets=()
+  for t in ${ONCE_TARGETS:-}; do targets+=(--target "$t"); done
+  cmake --build "$dir" -j "$(nproc)" "${targets[@]}"
 }

@@ -13,6 +13,7 @@ Exit status 0 when every check holds. Every wait is bounded.
 """
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -103,4 +104,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        if os.environ.get("EO_OUT", "").startswith(tempfile.gettempdir()):
+            shutil.rmtree(os.environ["EO_OUT"], ignore_errors=True)
