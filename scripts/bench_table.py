@@ -64,7 +64,7 @@ def find(rows, *parts):
 
 
 def targets(rows, fio):
-    """The ratios the issues state targets in, where the benchmarks exist."""
+    """The ratios the targets are stated in, where the benchmarks exist."""
     lines = ["targets"]
 
     def check(label, value, goal, unit=""):

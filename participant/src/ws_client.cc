@@ -171,8 +171,14 @@ void WsClient::Close(absl::Status why) {
     beast::get_lowest_layer(ws_).cancel();
     return;
   }
-  // A close frame, bounded: a peer that never answers is cut off.
-  beast::get_lowest_layer(ws_).expires_after(std::chrono::seconds(1));
+  // A close frame, bounded: a peer that never answers is cut off. The
+  // WebSocket's handshake timeout bounds the closing handshake too; the
+  // tcp_stream's own expiry cannot be used here, since a read and a write
+  // may both be pending.
+  websocket::stream_base::timeout timeouts;
+  ws_.get_option(timeouts);
+  timeouts.handshake_timeout = std::chrono::seconds(1);
+  ws_.set_option(timeouts);
   ws_.async_close(
       close_reason_.ok() ? websocket::close_code::normal : websocket::close_code::policy_error,
       [self = shared_from_this()](beast::error_code) {

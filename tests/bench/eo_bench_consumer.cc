@@ -1,5 +1,5 @@
 // eo-bench-consumer: the minimal consumer of the exactly-once benchmark
-// (scripts/bench-e2e, issues 5 and 6). Built on the participant SDK
+// (scripts/bench-e2e). Built on the participant SDK
 // (participant/include/once/participant.h) with its SqliteResource, journal
 // synchronous=FULL, in one of the three delivery guarantees:
 //

@@ -1,4 +1,4 @@
-// once-load: a load generator for a running onced (issue 4's service
+// once-load: a load generator for a running onced (the service's
 // benchmark). It creates its own topic and shared group over HTTP, runs
 // N publishing and N consuming connections (WebSocket or HTTP) at once,
 // stamps each message's publish time in its payload to measure end-to-end
