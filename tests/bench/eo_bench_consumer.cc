@@ -58,6 +58,7 @@
 #include "boost/json/serialize.hpp"
 #include "once/participant.h"
 #include "once/sqlite_resource.h"
+#include "tests/bench/load_payload.h"
 
 ABSL_FLAG(std::string, url, "ws://127.0.0.1:8080/v1/ws", "the service's WebSocket URL");
 ABSL_FLAG(std::string, topic, "", "topic to consume (required)");
@@ -73,37 +74,12 @@ ABSL_FLAG(std::string, store, "sqlite",
 
 namespace {
 
+using ::once::load::NowNanos;
+using ::once::load::PayloadTime;
+
 constexpr char kDdl[] =
     "CREATE TABLE IF NOT EXISTS eo_bench (message_id TEXT NOT NULL, publish_ns INTEGER NOT NULL)";
 constexpr char kInsert[] = "INSERT INTO eo_bench (message_id, publish_ns) VALUES (?1, ?2)";
-
-int64_t NowNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-// The publish time at the head of a payload: 16 lowercase hex digits.
-absl::StatusOr<int64_t> PayloadTime(absl::string_view value) {
-  if (value.size() < 16) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("payload of ", value.size(), " bytes has no 16-digit hex timestamp"));
-  }
-  uint64_t t = 0;
-  for (char c : value.substr(0, 16)) {
-    int d = 0;
-    if (c >= '0' && c <= '9') {
-      d = c - '0';
-    } else if (c >= 'a' && c <= 'f') {
-      d = c - 'a' + 10;
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "payload does not start with a 16-digit hex timestamp: \"", value.substr(0, 16), "\""));
-    }
-    t = t * 16 + static_cast<uint64_t>(d);
-  }
-  return static_cast<int64_t>(t);
-}
 
 absl::Status StageInsert(const once::Message& message, once::Staging& staging) {
   absl::StatusOr<int64_t> published = PayloadTime(message.value);

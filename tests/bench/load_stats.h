@@ -13,22 +13,9 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "tests/bench/load_options.h"
+#include "tests/bench/load_payload.h"
 
 namespace once::load {
-
-// Nanoseconds on the steady clock (the driver both publishes and consumes,
-// so one clock serves both ends).
-inline int64_t NowNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-// A message value of `bytes` (>= 16) bytes: the publish time as 16 hex
-// digits, then padding. JSON-safe as is.
-std::string MakePayload(int64_t publish_nanos, int bytes);
-// The publish time in `value`; kInvalidArgument when it is not one of ours.
-absl::StatusOr<int64_t> PayloadTime(absl::string_view value);
 
 // Latency percentiles, in milliseconds, of `samples` (nanoseconds; sorted
 // in place). 0 when empty.
