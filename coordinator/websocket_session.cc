@@ -401,10 +401,11 @@ void WebSocketSession::HandleCredit(const json::object& frame) {
   if (s.ok() && id < 0) s = r.FieldError("subscription", "is required");
   if (s.ok() && credits == 0)
     s = r.FieldError("credits", "is required (1.." + std::to_string(kMaxCredits) + ")");
-  auto it = subscriptions_.find(id);
-  if (s.ok() && it == subscriptions_.end()) {
-    s = ApiError(absl::StatusCode::kNotFound, kSubscriptionNotFound,
-                 absl::StrCat("no subscription ", id, " on this connection"));
+  Subscription* sub = nullptr;
+  if (s.ok()) {
+    absl::StatusOr<Subscription*> found = FindSubscription(id);
+    s = found.status();
+    if (s.ok()) sub = *found;
   }
   if (!s.ok()) {
     SendError(s, request);
@@ -412,8 +413,8 @@ void WebSocketSession::HandleCredit(const json::object& frame) {
   }
   // Outstanding credits are capped: a client cannot ask the server to
   // queue without bound.
-  it->second.credits = std::min(kMaxCredits, it->second.credits + credits);
-  Pump(it->second);
+  sub->credits = std::min(kMaxCredits, sub->credits + credits);
+  Pump(*sub);
 }
 
 void WebSocketSession::HandleUnsubscribe(const json::object& frame) {
@@ -425,21 +426,31 @@ void WebSocketSession::HandleUnsubscribe(const json::object& frame) {
   absl::Status s = r.Int("subscription", &id, 0);
   if (s.ok()) s = r.NoOtherFields();
   if (s.ok() && id < 0) s = r.FieldError("subscription", "is required");
-  auto it = subscriptions_.find(id);
-  if (s.ok() && it == subscriptions_.end()) {
-    s = ApiError(absl::StatusCode::kNotFound, kSubscriptionNotFound,
-                 absl::StrCat("no subscription ", id, " on this connection"));
+  Subscription* sub = nullptr;
+  if (s.ok()) {
+    absl::StatusOr<Subscription*> found = FindSubscription(id);
+    s = found.status();
+    if (s.ok()) sub = *found;
   }
   if (!s.ok()) {
     SendError(s, request);
     return;
   }
-  EndSubscription(it->second);
+  EndSubscription(*sub);
   json::object answer;
   answer["type"] = "unsubscribed";
   if (request != nullptr) answer["request"] = *request;
   answer["subscription"] = id;
   Send(answer);
+}
+
+absl::StatusOr<WebSocketSession::Subscription*> WebSocketSession::FindSubscription(int64_t id) {
+  auto it = subscriptions_.find(id);
+  if (it == subscriptions_.end()) {
+    return ApiError(absl::StatusCode::kNotFound, kSubscriptionNotFound,
+                    absl::StrCat("no subscription ", id, " on this connection"));
+  }
+  return &it->second;
 }
 
 void WebSocketSession::EndSubscription(Subscription& sub) {
@@ -591,13 +602,9 @@ void WebSocketSession::HandleAck(const json::object& frame, bool nack) {
   std::vector<std::shared_ptr<broker::ConsumerGroup>> groups;
   if (s.ok()) {
     if (id >= 0) {
-      auto it = subscriptions_.find(id);
-      if (it == subscriptions_.end()) {
-        s = ApiError(absl::StatusCode::kNotFound, kSubscriptionNotFound,
-                     absl::StrCat("no subscription ", id, " on this connection"));
-      } else {
-        groups.push_back(it->second.group);
-      }
+      absl::StatusOr<Subscription*> found = FindSubscription(id);
+      s = found.status();
+      if (s.ok()) groups.push_back((*found)->group);
     } else {
       for (const auto& [sid, sub] : subscriptions_) {
         if (std::find(groups.begin(), groups.end(), sub.group) == groups.end()) {

@@ -38,6 +38,7 @@
 #include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/beast/core/flat_buffer.hpp"
 #include "boost/beast/core/tcp_stream.hpp"
@@ -121,6 +122,9 @@ class WebSocketSession : public Session, public std::enable_shared_from_this<Web
   void Release(std::shared_ptr<broker::ConsumerGroup> group, std::vector<std::string> tokens,
                const std::string& leave_consumer);
   void EndSubscription(Subscription& sub);
+  // The subscription `id` of this connection, or a subscription_not_found
+  // (404) error.
+  absl::StatusOr<Subscription*> FindSubscription(int64_t id);
 
   // Runs every queued publish frame, in order, as one batch on a worker.
   void StartPublishing();
