@@ -747,6 +747,43 @@ TEST_F(DiskLogTest, GroupCommitSharesSyncsAmongConcurrentAppenders) {
   }
 }
 
+// Under kAlways concurrent appends are written as one group: a batch that
+// cannot be framed is refused alone, and the others keep contiguous offsets.
+TEST_F(DiskLogTest, AnUnframableBatchFailsAloneInAGroup) {
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 50;
+  constexpr int kOversize = 5;
+  DiskLogOptions o = Options();
+  o.fsync = FsyncPolicy::kAlways;
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
+    std::vector<Record> oversize(1, MakeRecord(0));
+    oversize[0].value.assign(kMaxFrameBodySize + 1, 'x');
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kPerThread; ++i) {
+          Record r = MakeRecord(i);
+          r.value = absl::StrCat(t, "/", i);
+          ASSERT_THAT(log->Append({r}), IsOk());
+        }
+      });
+    }
+    threads.emplace_back([&] {
+      for (int i = 0; i < kOversize; ++i) {
+        EXPECT_THAT(log->Append(oversize), StatusIs(absl::StatusCode::kInvalidArgument));
+      }
+    });
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(log->Stats().appends, kThreads * kPerThread);
+    EXPECT_EQ(log->NextOffset(), kThreads * kPerThread);
+  }
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
+  std::vector<Record> all = ReadAll(*log, 100);
+  ASSERT_THAT(all, SizeIs(kThreads * kPerThread));
+  for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].offset, static_cast<int64_t>(i));
+}
+
 TEST_F(DiskLogTest, IntervalPolicySyncsWhenTheIntervalElapsed) {
   DiskLogOptions o = Options();
   o.fsync = FsyncPolicy::kInterval;
