@@ -76,20 +76,30 @@ const char* SynchronousName(Synchronous s) {
 Statement::Statement(Statement&& other) noexcept
     : db_(std::exchange(other.db_, nullptr)),
       stmt_(std::exchange(other.stmt_, nullptr)),
-      sql_(std::move(other.sql_)) {}
+      sql_(std::move(other.sql_)),
+      cached_(std::exchange(other.cached_, false)) {}
 
 Statement& Statement::operator=(Statement&& other) noexcept {
   if (this != &other) {
-    if (stmt_ != nullptr) sqlite3_finalize(stmt_);
+    Release();
     db_ = std::exchange(other.db_, nullptr);
     stmt_ = std::exchange(other.stmt_, nullptr);
     sql_ = std::move(other.sql_);
+    cached_ = std::exchange(other.cached_, false);
   }
   return *this;
 }
 
-Statement::~Statement() {
-  if (stmt_ != nullptr) sqlite3_finalize(stmt_);
+Statement::~Statement() { Release(); }
+
+void Statement::Release() {
+  if (stmt_ == nullptr) return;
+  if (cached_ && db_ != nullptr) {
+    db_->Recycle(stmt_, std::move(sql_));
+  } else {
+    sqlite3_finalize(stmt_);
+  }
+  stmt_ = nullptr;
 }
 
 absl::Status Statement::BindResult(int rc, int index, const char* what) {
@@ -238,9 +248,38 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
 }
 
 Database::~Database() {
+  for (auto& [sql, stmts] : idle_) {
+    for (sqlite3_stmt* stmt : stmts) sqlite3_finalize(stmt);
+  }
   // close_v2 defers the close until the last statement is finalized, so a
   // leaked Statement cannot make this fail; by contract there is none.
   if (db_ != nullptr) sqlite3_close_v2(db_);
+}
+
+absl::StatusOr<Statement> Database::PrepareCached(absl::string_view sql) {
+  auto it = idle_.find(sql);
+  if (it != idle_.end() && !it->second.empty()) {
+    sqlite3_stmt* stmt = it->second.back();
+    it->second.pop_back();
+    --idle_count_;
+    return Statement(this, stmt, std::string(sql), /*cached=*/true);
+  }
+  ONCE_ASSIGN_OR_RETURN(Statement statement, Prepare(sql));
+  statement.cached_ = true;
+  return statement;
+}
+
+void Database::Recycle(sqlite3_stmt* stmt, std::string sql) {
+  // A statement whose last step failed is still reusable: SQLite reports
+  // that error once more, here at the reset, and it was already reported.
+  sqlite3_reset(stmt);
+  sqlite3_clear_bindings(stmt);
+  if (idle_count_ >= kMaxIdleStatements) {
+    sqlite3_finalize(stmt);
+    return;
+  }
+  idle_[std::move(sql)].push_back(stmt);
+  ++idle_count_;
 }
 
 absl::Status Database::Error(int rc, absl::string_view what) const {

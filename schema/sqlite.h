@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -100,13 +101,16 @@ class Statement {
 
  private:
   friend class Database;
-  Statement(Database* db, sqlite3_stmt* stmt, std::string sql)
-      : db_(db), stmt_(stmt), sql_(std::move(sql)) {}
+  Statement(Database* db, sqlite3_stmt* stmt, std::string sql, bool cached = false)
+      : db_(db), stmt_(stmt), sql_(std::move(sql)), cached_(cached) {}
   absl::Status BindResult(int rc, int index, const char* what);
+  // Finalizes the statement, or gives it back to its Database's cache.
+  void Release();
 
   Database* db_ = nullptr;
   sqlite3_stmt* stmt_ = nullptr;
   std::string sql_;
+  bool cached_ = false;  // from PrepareCached: goes back to the cache
 };
 
 // One connection. Not thread-safe: callers serialize their use of one
@@ -129,6 +133,15 @@ class Database {
   // Compiles exactly one statement (trailing whitespace or ';' allowed).
   absl::StatusOr<Statement> Prepare(absl::string_view sql);
 
+  // Prepare, through a cache of compiled statements: the Statement comes
+  // from the cache when one with the same SQL is idle there, and goes back
+  // to it (reset, bindings cleared) when destroyed. For statements run
+  // again and again (a journal's, a consumer's effects): compiling costs
+  // more than running a small one. At most kMaxIdleStatements are kept.
+  absl::StatusOr<Statement> PrepareCached(absl::string_view sql);
+  static constexpr size_t kMaxIdleStatements = 64;
+  size_t idle_statements() const { return idle_count_; }
+
   // Runs a one-row, one-column query and returns its integer: for PRAGMAs
   // and COUNT(*). kNotFound when it returns no row.
   absl::StatusOr<int64_t> QueryInt64(absl::string_view sql);
@@ -147,10 +160,16 @@ class Database {
   absl::Status Error(int rc, absl::string_view what) const;
 
  private:
+  friend class Statement;
   Database(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  // Takes back a statement from PrepareCached (see Statement::Release).
+  void Recycle(sqlite3_stmt* stmt, std::string sql);
 
   sqlite3* db_ = nullptr;
   std::string path_;
+  // Idle compiled statements by SQL text.
+  absl::flat_hash_map<std::string, std::vector<sqlite3_stmt*>> idle_;
+  size_t idle_count_ = 0;
 };
 
 enum class TransactionMode { kDeferred, kImmediate, kExclusive };
