@@ -15,6 +15,15 @@
 // max_deliveries is dead-lettered when it is next due, and the partition
 // moves on. A requeueing nack rewinds to the nacked message; a
 // dead-lettering nack moves just that message to the dead-letter topic.
+//
+// Durability (disk groups, broker/groups.md): an ack is answered once the
+// commit is durable, and a redelivery's count is durable before the
+// redelivery is handed out.
+//
+// Code: group_ordered.cc (recovery, membership, rebalancing, expiry,
+// Reset, Tick, Describe), group_ordered_fetch.cc (Fetch/Lease),
+// group_ordered_settle.cc (Ack, Nack, Pin, AckPositions, dead-lettering,
+// the commit write).
 #ifndef ONCE_BROKER_GROUP_ORDERED_H_
 #define ONCE_BROKER_GROUP_ORDERED_H_
 
@@ -27,8 +36,11 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/btree_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
 #include "broker/consumer_group.h"
+#include "broker/group_settle.h"
 
 namespace once::broker {
 
@@ -66,12 +78,6 @@ class OrderedGroup final : public ConsumerGroup {
     bool pinned = false;
     bool settling = false;
   };
-  struct PendingDeadLetter {
-    int32_t deliveries = 0;
-    std::string reason;
-    bool in_progress = false;
-    int64_t retry_at_ms = 0;
-  };
   struct Partition {
     Log* log = nullptr;
     OffsetRangeSet done;                       // floor = the committed offset
@@ -79,8 +85,8 @@ class OrderedGroup final : public ConsumerGroup {
     std::deque<Inflight> inflight;             // delivered since the last rewind, ascending
     int64_t not_before_ms = 0;                 // backoff after a rewind
     absl::btree_map<int64_t, int32_t> counts;  // deliveries made, offsets >= floor
-    absl::btree_map<int64_t, int32_t> dirty_counts;
-    absl::btree_map<int64_t, PendingDeadLetter> dead;
+    DirtyCounts dirty_counts;                  // counts not yet in the store
+    PendingDeadLetters dead;
     int64_t dispatched = 0;  // offsets below were delivered at least once
     int64_t dispatched_persisted = 0;
     std::string owner;  // "" when unassigned
@@ -101,6 +107,17 @@ class OrderedGroup final : public ConsumerGroup {
   explicit OrderedGroup(GroupContext ctx) : ConsumerGroup(std::move(ctx)) {}
 
   absl::StatusOr<std::vector<Delivery>> FetchImpl(absl::string_view consumer, int max);
+  // Makes the delivery counts of the redeliveries (count >= 2) among
+  // `reserved` durable before they are handed out (disk groups; a no-op
+  // otherwise or when there are none). On failure, in each partition with
+  // a redelivery, the reservations from the first redelivery on are given
+  // back and removed from `reserved` (what follows a message cannot go out
+  // without it); the rest stay. mu_ must not be held.
+  absl::Status PersistRedeliveryCounts(std::vector<Reserved>* reserved) ABSL_LOCKS_EXCLUDED(mu_);
+  // Gives back reservations that were not handed out: their counts go
+  // back to what they were and each partition rewinds to the lowest of
+  // them. Entries a concurrent rewind already dropped are left alone.
+  void GiveBackLocked(absl::Span<const Reserved> unsent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status EnterLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Adds or refreshes a member; true when it joined (a rebalance happened).
   bool TouchMemberLocked(absl::string_view consumer, int64_t now_ms)
@@ -115,6 +132,12 @@ class OrderedGroup final : public ConsumerGroup {
   // The inflight entry of a token, or a refusal.
   absl::StatusOr<Inflight*> FindDeliveryLocked(const DeliveryToken& t)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // JudgeTokens (broker/group_settle.h) over FindDeliveryLocked; `accept`
+  // gets each accepted token with its entry. `for_release` (Nack) also
+  // refuses pinned deliveries.
+  void JudgeDeliveriesLocked(absl::Span<const std::string> tokens, bool for_release,
+                             absl::FunctionRef<void(const DeliveryToken&, Inflight*)> accept,
+                             AckResult* result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Durably commits `commits` and marks `dead` (dead-lettered) done, with
   // the lazily kept counts riding along; then applies them. mu_ not held.

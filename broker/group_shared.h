@@ -8,7 +8,13 @@
 // dead-lettered offsets), a dispatch cursor (offsets at or above it were
 // never delivered), the offsets waiting for redelivery with their
 // delivery counts, and the offsets waiting to be dead-lettered. The lease
-// table is group-wide. See broker/groups.md for the durable part.
+// table is group-wide. See broker/groups.md for the durable part: for
+// disk groups an ack is answered once durable, and a redelivery's count
+// is durable before the redelivery is handed out.
+//
+// Code: group_shared.cc (recovery, expiry, membership, Reset, Tick,
+// Describe), group_shared_fetch.cc (Fetch/Lease), group_shared_settle.cc
+// (Ack, Nack, Pin, AckPositions, dead-lettering, the done write).
 #ifndef ONCE_BROKER_GROUP_SHARED_H_
 #define ONCE_BROKER_GROUP_SHARED_H_
 
@@ -24,6 +30,7 @@
 #include "absl/synchronization/mutex.h"
 #include "broker/consumer_group.h"
 #include "broker/group_lease_table.h"
+#include "broker/group_settle.h"
 
 namespace once::broker {
 
@@ -57,20 +64,14 @@ class SharedGroup final : public ConsumerGroup {
     int32_t deliveries = 0;  // made so far
     int64_t not_before_ms = 0;
   };
-  struct PendingDeadLetter {
-    int32_t deliveries = 0;
-    std::string reason;
-    bool in_progress = false;
-    int64_t retry_at_ms = 0;
-  };
   struct Partition {
     Log* log = nullptr;
     OffsetRangeSet done;
     int64_t cursor = 0;                // offsets >= cursor were never delivered
     int64_t dispatched_persisted = 0;  // what the store's `dispatched` says
     absl::btree_map<int64_t, Retry> retry;
-    absl::btree_map<int64_t, PendingDeadLetter> dead;
-    absl::btree_map<int64_t, int32_t> dirty_counts;  // counts not yet in the store
+    PendingDeadLetters dead;
+    DirtyCounts dirty_counts;  // counts not yet in the store
     int64_t acked = 0;
     int64_t dead_lettered = 0;
   };
@@ -93,6 +94,16 @@ class SharedGroup final : public ConsumerGroup {
   explicit SharedGroup(GroupContext ctx) : ConsumerGroup(std::move(ctx)) {}
 
   absl::StatusOr<std::vector<Delivery>> FetchImpl(absl::string_view consumer, int max);
+  // Makes the delivery counts of the redeliveries (count >= 2) among
+  // `reserved` durable before they are handed out (disk groups; a no-op
+  // otherwise or when there are none). On failure the redeliveries are
+  // given back, uncounted, and removed from `reserved`; first deliveries
+  // stay (they cost no write). mu_ must not be held.
+  absl::Status PersistRedeliveryCounts(std::vector<Reserved>* reserved) ABSL_LOCKS_EXCLUDED(mu_);
+  // Gives back a reservation that was not handed out: it is due again at
+  // once with its count as before. A no-op when its lease is gone (expired
+  // and requeued meanwhile) or belongs to another delivery.
+  void GiveBackLocked(const Reserved& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Waits out a reset, then fails with kNotFound when closed.
   absl::Status EnterLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint32_t TouchConsumerLocked(absl::string_view consumer, int64_t now_ms)
