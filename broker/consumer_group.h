@@ -203,7 +203,8 @@ class ConsumerGroup {
 
   // Applies every deadline due at the clock's now (expired leases are
   // redelivered or dead-lettered, idle ordered consumers leave), retries
-  // pending dead-letterings, and persists lazily kept delivery counts.
+  // pending dead-letterings, and persists the lazily kept `dispatched`
+  // cursor (redeliveries' counts are durable before they go out).
   virtual absl::Status Tick() = 0;
 
   virtual GroupDescription Describe() const = 0;
