@@ -19,6 +19,38 @@ absl::Status OutOfRange(absl::string_view setting, int64_t value, int64_t lo, in
       absl::StrCat("group setting ", setting, " must be in ", lo, "..", hi, ", not ", value));
 }
 
+// The exactly-once batching settings; see GroupConfig.
+absl::Status ValidateTxnSettings(const GroupConfig& c) {
+  if (c.guarantee != Guarantee::kExactlyOnce) {
+    // Refused rather than ignored: a setting that silently does nothing
+    // hides the user's mistake (the wrong guarantee, or the wrong knob:
+    // prefetch batches at-least-once deliveries).
+    const char* setting = c.txn_batch_max.has_value()   ? "txn_batch_max"
+                          : c.txn_linger_ms.has_value() ? "txn_linger_ms"
+                                                        : nullptr;
+    if (setting != nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "group setting ", setting, " applies to exactly-once groups only, not to guarantee \"",
+          GuaranteeName(c.guarantee), "\""));
+    }
+    return absl::OkStatus();
+  }
+  if (c.txn_batch_max.has_value() && (*c.txn_batch_max < 1 || *c.txn_batch_max > kMaxTxnBatchMax)) {
+    return OutOfRange("txn_batch_max", *c.txn_batch_max, 1, kMaxTxnBatchMax);
+  }
+  if (c.txn_linger_ms.has_value()) {
+    if (*c.txn_linger_ms < 0 || *c.txn_linger_ms > kMaxTxnLingerMs) {
+      return OutOfRange("txn_linger_ms", *c.txn_linger_ms, 0, kMaxTxnLingerMs);
+    }
+    if (*c.txn_linger_ms >= c.ack_timeout_ms) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "group setting txn_linger_ms (", *c.txn_linger_ms, ") must be below ack_timeout_ms (",
+          c.ack_timeout_ms, "): a lingering batch's leases would expire before its PREPARE"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::string_view GroupModeName(GroupMode m) {
@@ -123,6 +155,7 @@ absl::Status ValidateGroupConfig(const GroupConfig& c, absl::string_view topic) 
   if (c.backoff_max_ms < c.backoff_base_ms || c.backoff_max_ms > kMaxGroupTimeoutMs) {
     return OutOfRange("backoff_max_ms", c.backoff_max_ms, c.backoff_base_ms, kMaxGroupTimeoutMs);
   }
+  if (absl::Status s = ValidateTxnSettings(c); !s.ok()) return s;
   switch (c.start.kind) {
     case PositionKind::kEarliest:
     case PositionKind::kLatest:

@@ -5,6 +5,7 @@
 #define ONCE_BROKER_GROUP_CONFIG_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -39,6 +40,10 @@ struct Position {
 inline constexpr int kMaxPrefetch = 100'000;
 inline constexpr int kMaxMaxDeliveries = 1'000;
 inline constexpr int64_t kMaxGroupTimeoutMs = int64_t{7} * 24 * 3600 * 1000;  // a week
+// Bounds of the exactly-once batching settings (txn_batch_max is also
+// bounded by the most one Lease call returns, kMaxFetch, equal to it).
+inline constexpr int kMaxTxnBatchMax = 10'000;
+inline constexpr int64_t kMaxTxnLingerMs = 1'000;
 
 struct GroupConfig {
   GroupMode mode = GroupMode::kShared;
@@ -64,6 +69,15 @@ struct GroupConfig {
   // min(backoff_max_ms, backoff_base_ms * 2^(deliveries - 1)). 0 disables.
   int64_t backoff_base_ms = 1'000;
   int64_t backoff_max_ms = 60'000;
+  // Exactly-once groups only (any other guarantee refuses them): how the
+  // 2PC coordinator batches. txn_batch_max: most messages in one PREPARE,
+  // 1..kMaxTxnBatchMax. txn_linger_ms: how long a partial batch may wait
+  // for more messages before it is PREPAREd, 0..kMaxTxnLingerMs and below
+  // ack_timeout_ms (the batch's leases run while it lingers). Unset
+  // (nullopt, NULL in the store): the service's default at each delivery,
+  // onced --txn-batch-max / --txn-linger-ms.
+  std::optional<int> txn_batch_max;
+  std::optional<int64_t> txn_linger_ms;
 
   friend bool operator==(const GroupConfig&, const GroupConfig&) = default;
 };

@@ -31,7 +31,9 @@ std::string FirstDifference(const GroupConfig& a, const GroupConfig& b) {
   if (!(a.start == b.start)) return "start";
   if (a.session_timeout_ms != b.session_timeout_ms) return "session_timeout_ms";
   if (a.backoff_base_ms != b.backoff_base_ms) return "backoff_base_ms";
-  return "backoff_max_ms";
+  if (a.backoff_max_ms != b.backoff_max_ms) return "backoff_max_ms";
+  if (a.txn_batch_max != b.txn_batch_max) return "txn_batch_max";
+  return "txn_linger_ms";
 }
 
 }  // namespace

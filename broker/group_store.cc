@@ -1,5 +1,7 @@
 #include "broker/group_store.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -134,8 +136,8 @@ absl::StatusOr<std::vector<StoredGroup>> GroupStore::LoadGroups() {
       sqlite::Statement q,
       db_->Prepare("SELECT group_id, topic, name, mode, guarantee, ack_timeout_ms, "
                    "max_deliveries, dead_letter_topic, prefetch, start_kind, start_value, "
-                   "session_timeout_ms, backoff_base_ms, backoff_max_ms, created_ms "
-                   "FROM groups ORDER BY group_id"));
+                   "session_timeout_ms, backoff_base_ms, backoff_max_ms, created_ms, "
+                   "txn_batch_max, txn_linger_ms FROM groups ORDER BY group_id"));
   std::vector<StoredGroup> groups;
   while (true) {
     ONCE_ASSIGN_OR_RETURN(bool row, q.Step());
@@ -157,6 +159,12 @@ absl::StatusOr<std::vector<StoredGroup>> GroupStore::LoadGroups() {
     c.backoff_base_ms = q.ColumnInt64(12);
     c.backoff_max_ms = q.ColumnInt64(13);
     g.created_ms = q.ColumnInt64(14);
+    // NULL: unset (schema/groups.sql, migration 2). A stored value beyond
+    // int is clamped into range so that validation below reports it.
+    if (!q.ColumnIsNull(15)) {
+      c.txn_batch_max = static_cast<int>(std::clamp<int64_t>(q.ColumnInt64(15), -1, INT32_MAX));
+    }
+    if (!q.ColumnIsNull(16)) c.txn_linger_ms = q.ColumnInt64(16);
     if (absl::Status s = ValidateGroupConfig(c, g.topic); !s.ok()) {
       return absl::DataLossError(absl::StrCat("group store ", path_, ": group \"", g.name,
                                               "\" of topic \"", g.topic,
@@ -249,8 +257,9 @@ absl::StatusOr<int64_t> GroupStore::CreateGroup(const StoredGroup& g,
       sqlite::Statement insert,
       db_->Prepare("INSERT INTO groups (topic, name, mode, guarantee, ack_timeout_ms, "
                    "max_deliveries, dead_letter_topic, prefetch, start_kind, start_value, "
-                   "session_timeout_ms, backoff_base_ms, backoff_max_ms, created_ms) VALUES "
-                   "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"));
+                   "session_timeout_ms, backoff_base_ms, backoff_max_ms, created_ms, "
+                   "txn_batch_max, txn_linger_ms) VALUES "
+                   "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"));
   const GroupConfig& c = g.config;
   ONCE_RETURN_IF_ERROR(insert.BindText(1, g.topic));
   ONCE_RETURN_IF_ERROR(insert.BindText(2, g.name));
@@ -266,6 +275,10 @@ absl::StatusOr<int64_t> GroupStore::CreateGroup(const StoredGroup& g,
   ONCE_RETURN_IF_ERROR(insert.BindInt64(12, c.backoff_base_ms));
   ONCE_RETURN_IF_ERROR(insert.BindInt64(13, c.backoff_max_ms));
   ONCE_RETURN_IF_ERROR(insert.BindInt64(14, g.created_ms));
+  ONCE_RETURN_IF_ERROR(c.txn_batch_max.has_value() ? insert.BindInt64(15, *c.txn_batch_max)
+                                                   : insert.BindNull(15));
+  ONCE_RETURN_IF_ERROR(c.txn_linger_ms.has_value() ? insert.BindInt64(16, *c.txn_linger_ms)
+                                                   : insert.BindNull(16));
   absl::Status inserted = insert.Run();
   if (absl::IsAlreadyExists(inserted)) {
     return absl::AlreadyExistsError(absl::StrCat("group \"", g.name, "\" of topic \"", g.topic,

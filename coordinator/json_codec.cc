@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <utility>
@@ -90,6 +91,14 @@ bool IsValidUtf8(absl::string_view bytes) {
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
   const auto* end = p + bytes.size();
   while (p < end) {
+    // Eight ASCII bytes at a time: most payloads are ASCII text.
+    while (end - p >= 8) {
+      uint64_t w;
+      std::memcpy(&w, p, sizeof(w));
+      if ((w & 0x8080808080808080ULL) != 0) break;
+      p += 8;
+    }
+    if (p >= end) break;
     const unsigned char c = *p;
     if (c < 0x80) {
       ++p;
@@ -124,14 +133,15 @@ bool IsValidUtf8(absl::string_view bytes) {
 }
 
 absl::StatusOr<json::object> ParseJsonObject(absl::string_view body, absl::string_view what,
-                                             bool empty_is_object) {
+                                             bool empty_is_object, json::storage_ptr storage) {
   if (absl::StripAsciiWhitespace(body).empty()) {
-    if (empty_is_object) return json::object();
+    if (empty_is_object) return json::object(storage);
     return Malformed(absl::StrCat(what, ": the body is empty; a JSON object is required"));
   }
   json::parse_options options;
   options.max_depth = kMaxJsonDepth;
   json::parser parser(json::storage_ptr(), options);
+  parser.reset(std::move(storage));  // where the result lives
   boost::system::error_code ec;
   const size_t consumed = parser.write(body.data(), body.size(), ec);
   if (ec) {
@@ -482,6 +492,14 @@ absl::StatusOr<broker::GroupConfig> GroupConfigFromJson(const json::object& body
   ONCE_RETURN_IF_ERROR(r.Int("session_timeout_ms", &config.session_timeout_ms));
   ONCE_RETURN_IF_ERROR(r.Int("backoff_base_ms", &config.backoff_base_ms));
   ONCE_RETURN_IF_ERROR(r.Int("backoff_max_ms", &config.backoff_max_ms));
+  // Absent or null: unset (the service's default). -1 is outside both
+  // ranges, so it marks "not given".
+  int64_t txn_batch_max = -1;
+  ONCE_RETURN_IF_ERROR(r.Int("txn_batch_max", &txn_batch_max, 1, broker::kMaxTxnBatchMax));
+  if (txn_batch_max != -1) config.txn_batch_max = static_cast<int>(txn_batch_max);
+  int64_t txn_linger_ms = -1;
+  ONCE_RETURN_IF_ERROR(r.Int("txn_linger_ms", &txn_linger_ms, 0, broker::kMaxTxnLingerMs));
+  if (txn_linger_ms != -1) config.txn_linger_ms = txn_linger_ms;
   ONCE_RETURN_IF_ERROR(r.NoOtherFields());
   if (config.mode == broker::GroupMode::kOrdered &&
       config.guarantee == broker::Guarantee::kExactlyOnce) {
@@ -507,6 +525,13 @@ json::object GroupConfigToJson(const broker::GroupConfig& config) {
   o["session_timeout_ms"] = config.session_timeout_ms;
   o["backoff_base_ms"] = config.backoff_base_ms;
   o["backoff_max_ms"] = config.backoff_max_ms;
+  if (config.guarantee == broker::Guarantee::kExactlyOnce) {
+    // null: unset, the service's --txn-batch-max / --txn-linger-ms apply.
+    o["txn_batch_max"] = config.txn_batch_max.has_value() ? json::value(*config.txn_batch_max)
+                                                          : json::value(nullptr);
+    o["txn_linger_ms"] = config.txn_linger_ms.has_value() ? json::value(*config.txn_linger_ms)
+                                                          : json::value(nullptr);
+  }
   return o;
 }
 

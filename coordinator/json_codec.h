@@ -18,6 +18,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "boost/json/object.hpp"
+#include "boost/json/storage_ptr.hpp"
 #include "boost/json/value.hpp"
 #include "broker/consumer_group.h"
 #include "broker/group_config.h"
@@ -35,9 +36,12 @@ inline constexpr size_t kMaxJsonDepth = 16;
 
 // Parses `body` as one JSON object. An empty (or all-whitespace) body is
 // an empty object when `empty_is_object`, else malformed_json. `what`
-// names the body in messages ("the publish request").
+// names the body in messages ("the publish request"). The result is
+// allocated from `storage` (default: the heap); a caller that parses one
+// frame at a time can pass a boost::json::monotonic_resource it reuses.
 absl::StatusOr<boost::json::object> ParseJsonObject(absl::string_view body, absl::string_view what,
-                                                    bool empty_is_object);
+                                                    bool empty_is_object,
+                                                    boost::json::storage_ptr storage = {});
 
 // Reads the fields of one JSON object with type checks. Each getter
 // leaves *out alone when the field is absent or null, and fails with
@@ -99,7 +103,8 @@ boost::json::object PublishResultsToJson(absl::Span<const broker::PublishResult>
 
 // Fields: mode, guarantee, ack_timeout_ms, max_deliveries,
 // dead_letter_topic, start, prefetch, session_timeout_ms,
-// backoff_base_ms, backoff_max_ms; nothing else.
+// backoff_base_ms, backoff_max_ms, txn_batch_max, txn_linger_ms (the
+// last two for exactly-once groups; absent or null: unset); nothing else.
 absl::StatusOr<broker::GroupConfig> GroupConfigFromJson(const boost::json::object& body);
 boost::json::object GroupConfigToJson(const broker::GroupConfig& config);
 boost::json::object GroupDescriptionToJson(const broker::GroupDescription& group);

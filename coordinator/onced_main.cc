@@ -71,7 +71,10 @@ ABSL_FLAG(std::string, txn_sync, "full",
 ABSL_FLAG(int64_t, txn_vote_timeout_ms, kDefaults.txn_vote_timeout_ms,
           "A PREPARE without a vote within this is aborted.");
 ABSL_FLAG(int32_t, txn_batch_max, kDefaults.txn_batch_max,
-          "Most messages in one exactly-once transaction.");
+          "Most messages in one exactly-once transaction (a group's txn_batch_max overrides).");
+ABSL_FLAG(int64_t, txn_linger_ms, kDefaults.txn_linger_ms,
+          "How long a partial exactly-once batch waits for more messages (a group's "
+          "txn_linger_ms overrides).");
 ABSL_FLAG(int64_t, txn_commit_retry_ms, kDefaults.txn_commit_retry_ms,
           "First COMMIT re-send delay (doubling, up to 60 s) until DONE.");
 ABSL_FLAG(int64_t, txn_tick_ms, kDefaults.txn_tick_ms, "How often the coordinator's timers run.");
@@ -104,6 +107,7 @@ const char* const kFlagNames[] = {
     "txn_sync",
     "txn_vote_timeout_ms",
     "txn_batch_max",
+    "txn_linger_ms",
     "txn_commit_retry_ms",
     "txn_tick_ms",
     "log_level",
@@ -175,6 +179,7 @@ int main(int argc, char** argv) {
   }
   options.txn_vote_timeout_ms = absl::GetFlag(FLAGS_txn_vote_timeout_ms);
   options.txn_batch_max = absl::GetFlag(FLAGS_txn_batch_max);
+  options.txn_linger_ms = absl::GetFlag(FLAGS_txn_linger_ms);
   options.txn_commit_retry_ms = absl::GetFlag(FLAGS_txn_commit_retry_ms);
   options.txn_tick_ms = absl::GetFlag(FLAGS_txn_tick_ms);
   absl::StatusOr<once::broker::CorruptionPolicy> corruption =

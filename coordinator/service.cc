@@ -179,6 +179,7 @@ absl::Status Service::OpenCoordinator() {
   txn_store_ = *std::move(store);
   TxnCoordinatorOptions engine_options;
   engine_options.batch_max = options_.txn_batch_max;
+  engine_options.linger_ms = options_.txn_linger_ms;
   engine_options.vote_timeout_ms = options_.txn_vote_timeout_ms;
   engine_options.commit_retry_initial_ms = options_.txn_commit_retry_ms;
   engine_options.commit_retry_max_ms = std::max<int64_t>(60'000, options_.txn_commit_retry_ms);

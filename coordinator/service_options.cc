@@ -80,6 +80,7 @@ absl::Status ValidateServiceOptions(const ServiceOptions& o) {
   ONCE_RETURN_IF_ERROR(
       CheckRange("txn_vote_timeout_ms", o.txn_vote_timeout_ms, 1, 24 * 3600 * 1000));
   ONCE_RETURN_IF_ERROR(CheckRange("txn_batch_max", o.txn_batch_max, 1, 10'000));
+  ONCE_RETURN_IF_ERROR(CheckRange("txn_linger_ms", o.txn_linger_ms, 0, 1'000));
   ONCE_RETURN_IF_ERROR(CheckRange("txn_commit_retry_ms", o.txn_commit_retry_ms, 10, 60'000));
   ONCE_RETURN_IF_ERROR(CheckRange("txn_tick_ms", o.txn_tick_ms, 5, 10'000));
   absl::Status topic = broker::ValidateTopicConfig(o.default_topic);
@@ -114,6 +115,7 @@ std::string DescribeOptions(const ServiceOptions& o) {
                       "  txn_sync = ", o.txn_sync_full ? "full" : "normal", "\n",         //
                       "  txn_vote_timeout_ms = ", o.txn_vote_timeout_ms, "\n",            //
                       "  txn_batch_max = ", o.txn_batch_max, "\n",                        //
+                      "  txn_linger_ms = ", o.txn_linger_ms, "\n",                        //
                       "  txn_commit_retry_ms = ", o.txn_commit_retry_ms, "\n",            //
                       "  txn_tick_ms = ", o.txn_tick_ms, "\n");
 }

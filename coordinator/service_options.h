@@ -63,6 +63,11 @@ struct ServiceOptions {
   // share of one, whatever its size (measured: 1000 doubles the rate of
   // 100); a batch takes only what is available, so it adds no latency.
   int txn_batch_max = 1000;
+  // How long a partial batch waits for more messages before its PREPARE.
+  // 0..1000. 0 (the default): a batch takes what is available at once.
+  // Both are defaults: an exactly-once group may set its own
+  // (txn_batch_max, txn_linger_ms in broker/group_config.h).
+  int64_t txn_linger_ms = 0;
   // COMMIT is re-sent until DONE, first after this, doubling up to 60 s.
   // 10 ms..1 min.
   int64_t txn_commit_retry_ms = 1'000;

@@ -36,6 +36,10 @@ absl::Status ValidateTxnCoordinatorOptions(const TxnCoordinatorOptions& o) {
   if (o.batch_max < 1 || o.batch_max > broker::kMaxFetch) {
     return bad(absl::StrCat("batch_max ", o.batch_max, " is out of range 1..", broker::kMaxFetch));
   }
+  if (o.linger_ms < 0 || o.linger_ms > broker::kMaxTxnLingerMs) {
+    return bad(
+        absl::StrCat("linger_ms ", o.linger_ms, " is out of range 0..", broker::kMaxTxnLingerMs));
+  }
   if (o.vote_timeout_ms < 1 || o.vote_timeout_ms > broker::kMaxGroupTimeoutMs) {
     return bad(absl::StrCat("vote_timeout_ms ", o.vote_timeout_ms, " is out of range 1..",
                             broker::kMaxGroupTimeoutMs));
@@ -280,6 +284,7 @@ void TxnCoordinator::OnHello(std::shared_ptr<ParticipantChannel> channel,
                                                  "\" said hello on a newer connection"));
       // Its undecided txns go below; it stays in channels_ until it
       // disconnects, so that its late frames are answered stale_generation.
+      ReleaseLingeringLocked(*old, &after);
       connections_.erase(key);
     }
     std::vector<std::string> undecided;
@@ -457,6 +462,7 @@ void TxnCoordinator::OnDisconnect(ParticipantChannel* channel) {
             "the participant disconnected before the decision", /*send_frame=*/false,
             /*release=*/true, &after);
     }
+    ReleaseLingeringLocked(*c, &after);
     connections_.erase(key);
   }
   Run(std::move(after));

@@ -58,7 +58,16 @@ namespace once::coordinator {
 
 struct TxnCoordinatorOptions {
   // Most messages in one transaction's batch. 1..broker::kMaxFetch.
+  // A group's own txn_batch_max (broker/group_config.h) overrides it.
   int batch_max = 100;
+  // How long a partial batch lingers (leased, not yet PREPAREd) for more
+  // messages before it goes out anyway. 0..broker::kMaxTxnLingerMs; 0
+  // sends what is available at once. A group's own txn_linger_ms
+  // overrides it; this default is capped at half the group's
+  // ack_timeout_ms. A lingering batch goes out when it is full, or at the
+  // first delivery round after its deadline: a new message's
+  // notification or Tick, so the overshoot is at most Tick's period.
+  int64_t linger_ms = 0;
   // A PREPARE not answered within this is aborted (and its leases
   // released). Keep it well below the groups' ack_timeout_ms: a lease
   // that expires under an undecided txn makes the commit point refuse it.
@@ -176,6 +185,12 @@ class TxnCoordinator {
     bool welcomed = false;  // welcome sent: PREPAREs may follow
     bool ordered = false;
     std::shared_ptr<GroupLoop> loop;
+    // A partial batch leased while it lingers (see linger_ms): not a txn
+    // yet (nothing counted in inflight); its leases are released (nack,
+    // requeue) when the connection goes. Taken out by the delivery round
+    // that tops it up, so only that round touches it.
+    std::vector<broker::Delivery> lingering;
+    int64_t linger_deadline_ms = 0;
   };
 
   struct Txn {
@@ -240,6 +255,8 @@ class TxnCoordinator {
   bool DeliverOne(const std::shared_ptr<GroupLoop>& loop, const ParticipantKey& key,
                   uint64_t generation);
   std::string NextTxnIdLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Releases `c`'s lingering batch (before the connection is erased).
+  void ReleaseLingeringLocked(Connection& c, Aftermath* after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Lets a notifier listener reach the engine only while it lives.
   // No lock is held while a listener runs the engine (a delivery round run

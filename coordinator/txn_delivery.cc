@@ -16,6 +16,9 @@ namespace {
 // scheduled again), so that one busy group cannot hold a worker forever.
 constexpr int kMaxRoundsPerRun = 16;
 
+// A group's txn_batch_max must fit in one Lease call.
+static_assert(broker::kMaxTxnBatchMax <= broker::kMaxFetch);
+
 protocol::TxnMessage ToTxnMessage(absl::string_view topic, const broker::Delivery& d) {
   protocol::TxnMessage m;
   m.partition = static_cast<uint32_t>(d.partition);
@@ -197,8 +200,21 @@ std::string TxnCoordinator::NextTxnIdLocked() {
   return absl::StrCat(epoch_, ".", next_sequence_++);
 }
 
+void TxnCoordinator::ReleaseLingeringLocked(Connection& c, Aftermath* after) {
+  if (c.lingering.empty() || c.loop == nullptr) return;
+  std::vector<std::string> tokens;
+  tokens.reserve(c.lingering.size());
+  for (broker::Delivery& d : c.lingering) tokens.push_back(std::move(d.token));
+  c.lingering.clear();
+  after->nacks.emplace_back(c.loop->group, std::move(tokens));
+}
+
 bool TxnCoordinator::DeliverOne(const std::shared_ptr<GroupLoop>& loop, const ParticipantKey& key,
                                 uint64_t generation) {
+  // The batch so far: what lingered since an earlier round (taken out of
+  // the connection, so a disconnect meanwhile cannot release it twice).
+  std::vector<broker::Delivery> batch;
+  int64_t deadline_ms = 0;
   {
     absl::MutexLock lock(&mu_);
     Connection* c = CurrentLocked(key);
@@ -206,32 +222,55 @@ bool TxnCoordinator::DeliverOne(const std::shared_ptr<GroupLoop>& loop, const Pa
       return false;
     }
     ++c->inflight;  // reserved; becomes the txn's
+    batch = std::move(c->lingering);
+    c->lingering.clear();
+    deadline_ms = c->linger_deadline_ms;
   }
   auto unreserve = [&] {
     absl::MutexLock lock(&mu_);
     Connection* c = CurrentLocked(key);
     if (c != nullptr && c->generation == generation) --c->inflight;
   };
-  absl::StatusOr<std::vector<broker::Delivery>> leased =
-      loop->group->Lease(std::get<2>(key), options_.batch_max);
-  if (!leased.ok()) {
-    spdlog::warn("delivery loop of group \"{}\" of topic \"{}\": lease: {}", loop->key.second,
-                 loop->key.first, leased.status().ToString());
-    unreserve();
-    return false;
+  // The group's own settings, else the service's (read at every batch:
+  // a group deleted and created anew gets a new loop with its config).
+  const broker::GroupConfig& config = loop->group->config();
+  const int batch_max = config.txn_batch_max.value_or(options_.batch_max);
+  const int64_t linger_ms = config.txn_linger_ms.value_or(
+      std::min<int64_t>(options_.linger_ms, config.ack_timeout_ms / 2));
+  // More cannot come while the participant holds `prefetch` leases.
+  const size_t full = static_cast<size_t>(std::min(batch_max, config.prefetch));
+  if (batch.size() < static_cast<size_t>(batch_max)) {
+    absl::StatusOr<std::vector<broker::Delivery>> leased =
+        loop->group->Lease(std::get<2>(key), batch_max - static_cast<int>(batch.size()));
+    if (!leased.ok()) {
+      spdlog::warn("delivery loop of group \"{}\" of topic \"{}\": lease: {}", loop->key.second,
+                   loop->key.first, leased.status().ToString());
+    } else if (!leased->empty()) {
+      // The linger is counted from the batch's first lease.
+      if (batch.empty()) deadline_ms = clock_->NowMs() + linger_ms;
+      for (broker::Delivery& d : *leased) batch.push_back(std::move(d));
+    }
   }
-  if (leased->empty()) {
+  if (batch.empty()) {
     unreserve();
     return false;
   }
   const std::string& topic = loop->key.first;
+  const bool linger = batch.size() < full && clock_->NowMs() < deadline_ms;
+  // The PREPARE's contents are built before taking mu_ (a batch may hold
+  // thousands of messages).
   std::vector<protocol::TxnMessage> messages;
   std::vector<std::string> tokens;
   std::vector<TxnMessageRef> refs;
-  for (const broker::Delivery& d : *leased) {
-    messages.push_back(ToTxnMessage(topic, d));
-    tokens.push_back(d.token);
-    refs.push_back({static_cast<uint32_t>(d.partition), static_cast<uint64_t>(d.record.offset)});
+  if (!linger) {
+    messages.reserve(batch.size());
+    tokens.reserve(batch.size());
+    refs.reserve(batch.size());
+    for (broker::Delivery& d : batch) {
+      messages.push_back(ToTxnMessage(topic, d));
+      refs.push_back({static_cast<uint32_t>(d.partition), static_cast<uint64_t>(d.record.offset)});
+      tokens.push_back(std::move(d.token));
+    }
   }
   Aftermath after;
   {
@@ -239,7 +278,17 @@ bool TxnCoordinator::DeliverOne(const std::shared_ptr<GroupLoop>& loop, const Pa
     Connection* c = CurrentLocked(key);
     if (c == nullptr || c->generation != generation || shutdown_) {
       // Gone (or fenced) meanwhile: the reservation went with it.
+      if (linger) {
+        for (broker::Delivery& d : batch) tokens.push_back(std::move(d.token));
+      }
       after.nacks.emplace_back(loop->group, std::move(tokens));
+    } else if (linger) {
+      // Not full and not due: keep it for a later round (a new message's
+      // notification tops it up; Tick sends it once due).
+      c->lingering = std::move(batch);
+      c->linger_deadline_ms = deadline_ms;
+      --c->inflight;
+      return false;
     } else {
       const int64_t now = clock_->NowMs();
       Txn t;

@@ -79,3 +79,13 @@ CREATE TABLE delivery_counts (
   deliveries   INTEGER NOT NULL,
   PRIMARY KEY (group_id, partition_id, msg_offset)
 ) WITHOUT ROWID;
+
+-- migration: 2
+
+-- How an exactly-once group's coordinator batches (broker/group_config.h,
+-- GroupConfig::txn_batch_max / txn_linger_ms). NULL: the setting is unset,
+-- and the service's default applies at each delivery (onced
+-- --txn-batch-max / --txn-linger-ms), so groups of version 1 keep the
+-- behaviour they had. Set only for exactly-once groups; checked at load.
+ALTER TABLE groups ADD COLUMN txn_batch_max INTEGER DEFAULT NULL;  -- 1..10000
+ALTER TABLE groups ADD COLUMN txn_linger_ms INTEGER DEFAULT NULL;  -- 0..1000

@@ -4,7 +4,7 @@ runs tests/bench/eo_bench_consumer.cc per scenario, prints the table.
 
 Environment (all optional): EO_BUILD, EO_OUT (set by scripts/bench-e2e),
 REPS=3, N=100000, MAX_S=30, RATE=2000, STEADY_S=10 (0: no steady run), PARTITIONS=1,
-TXN_BATCH_MAX=1000, WINDOW=16, STEADY_WINDOW=2, REF_S=5 (0: no once-load reference
+TXN_BATCH_MAX=1000, TXN_LINGER_MS (unset: onced's default), WINDOW=16, STEADY_WINDOW=2, REF_S=5 (0: no once-load reference
 run), ONCED_FLAGS="...", MODES, COUNTS.
 Every wait is bounded; a failed scenario is reported, not hidden.
 """
@@ -34,6 +34,7 @@ WINDOW = int(os.environ.get("WINDOW", "16"))
 STEADY_WINDOW = int(os.environ.get("STEADY_WINDOW", "2"))
 # onced's default is 100; 1000 amortises the per-transaction fsyncs better.
 TXN_BATCH_MAX = os.environ.get("TXN_BATCH_MAX", "1000")
+TXN_LINGER_MS = os.environ.get("TXN_LINGER_MS", "")
 REF_S = float(os.environ.get("REF_S", "5"))
 ONCED_FLAGS = shlex.split(os.environ.get("ONCED_FLAGS", ""))
 # "at-least-once/no-store": the at-least-once consumer applying nothing
@@ -90,6 +91,8 @@ def start_onced():
              "--log_level", "warn", "--txn_sync", "full"]
     if TXN_BATCH_MAX:
         flags += ["--txn_batch_max", TXN_BATCH_MAX]
+    if TXN_LINGER_MS:
+        flags += ["--txn_linger_ms", TXN_LINGER_MS]
     flags += ONCED_FLAGS
     out = open(os.path.join(OUT, "onced.out"), "w")
     err = open(os.path.join(OUT, "onced.err"), "w")
@@ -383,6 +386,7 @@ def print_table(backlog, steady, reference, onced_cmd):
         print(f"- steady publisher: `once-load {steady[0]['command']}`")
     print(f"- driver: `REPS={REPS} N={N} MAX_S={MAX_S:g} RATE={RATE} WINDOW={WINDOW} "
           f"STEADY_WINDOW={STEADY_WINDOW} TXN_BATCH_MAX={TXN_BATCH_MAX or 'default'} "
+          f"TXN_LINGER_MS={TXN_LINGER_MS or 'default'} "
           f"scripts/bench-e2e`")
 
 

@@ -19,9 +19,14 @@ absl::Status MigrateJournal(sqlite::Database* db) {
   return sqlite::Migrate(db, migrations).status();
 }
 
+absl::Status ExecCached(sqlite::Database* db, absl::string_view sql) {
+  ONCE_ASSIGN_OR_RETURN(sqlite::Statement s, db->PrepareCached(sql));
+  return s.Run();
+}
+
 absl::StatusOr<TxnStatus> ReadTxnStatus(sqlite::Database* db, absl::string_view txn) {
   ONCE_ASSIGN_OR_RETURN(sqlite::Statement s,
-                        db->Prepare("SELECT state FROM once_txns WHERE txn = ?1"));
+                        db->PrepareCached("SELECT state FROM once_txns WHERE txn = ?1"));
   ONCE_RETURN_IF_ERROR(s.BindText(1, txn));
   ONCE_ASSIGN_OR_RETURN(const bool row, s.Step());
   if (!row) return TxnStatus::kAbsent;
@@ -35,7 +40,7 @@ absl::StatusOr<TxnStatus> ReadTxnStatus(sqlite::Database* db, absl::string_view 
 absl::StatusOr<std::vector<std::string>> ListPrepared(sqlite::Database* db) {
   ONCE_ASSIGN_OR_RETURN(
       sqlite::Statement s,
-      db->Prepare("SELECT txn FROM once_txns WHERE state = 1 ORDER BY created_ms, txn"));
+      db->PrepareCached("SELECT txn FROM once_txns WHERE state = 1 ORDER BY created_ms, txn"));
   std::vector<std::string> out;
   while (true) {
     ONCE_ASSIGN_OR_RETURN(const bool row, s.Step());
@@ -46,8 +51,9 @@ absl::StatusOr<std::vector<std::string>> ListPrepared(sqlite::Database* db) {
 }
 
 absl::StatusOr<bool> IsIdCommitted(sqlite::Database* db, absl::string_view message_id) {
-  ONCE_ASSIGN_OR_RETURN(sqlite::Statement s,
-                        db->Prepare("SELECT 1 FROM once_committed_messages WHERE message_id = ?1"));
+  ONCE_ASSIGN_OR_RETURN(
+      sqlite::Statement s,
+      db->PrepareCached("SELECT 1 FROM once_committed_messages WHERE message_id = ?1"));
   ONCE_RETURN_IF_ERROR(s.BindText(1, message_id));
   return s.Step();
 }
@@ -55,8 +61,8 @@ absl::StatusOr<bool> IsIdCommitted(sqlite::Database* db, absl::string_view messa
 absl::Status InsertPrepared(sqlite::Database* db, const PreparedTxn& txn, int64_t now_ms) {
   ONCE_ASSIGN_OR_RETURN(
       sqlite::Statement t,
-      db->Prepare("INSERT INTO once_txns (txn, state, topic, group_name, epoch, generation, "
-                  "created_ms) VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6)"));
+      db->PrepareCached("INSERT INTO once_txns (txn, state, topic, group_name, epoch, generation, "
+                        "created_ms) VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6)"));
   ONCE_RETURN_IF_ERROR(t.BindText(1, txn.txn));
   ONCE_RETURN_IF_ERROR(t.BindText(2, txn.topic));
   ONCE_RETURN_IF_ERROR(t.BindText(3, txn.group));
@@ -66,8 +72,8 @@ absl::Status InsertPrepared(sqlite::Database* db, const PreparedTxn& txn, int64_
   ONCE_RETURN_IF_ERROR(t.Run());
   ONCE_ASSIGN_OR_RETURN(
       sqlite::Statement m,
-      db->Prepare("INSERT INTO once_txn_messages (txn, seq, message_id, skipped, effects) "
-                  "VALUES (?1, ?2, ?3, ?4, ?5)"));
+      db->PrepareCached("INSERT INTO once_txn_messages (txn, seq, message_id, skipped, effects) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5)"));
   int64_t seq = 0;
   for (const StagedMessage& message : txn.messages) {
     ONCE_RETURN_IF_ERROR(m.Reset());
@@ -82,9 +88,10 @@ absl::Status InsertPrepared(sqlite::Database* db, const PreparedTxn& txn, int64_
 }
 
 absl::StatusOr<std::vector<StagedMessage>> LoadStaged(sqlite::Database* db, absl::string_view txn) {
-  ONCE_ASSIGN_OR_RETURN(sqlite::Statement s,
-                        db->Prepare("SELECT message_id, skipped, effects FROM once_txn_messages "
-                                    "WHERE txn = ?1 ORDER BY seq"));
+  ONCE_ASSIGN_OR_RETURN(
+      sqlite::Statement s,
+      db->PrepareCached("SELECT message_id, skipped, effects FROM once_txn_messages "
+                        "WHERE txn = ?1 ORDER BY seq"));
   ONCE_RETURN_IF_ERROR(s.BindText(1, txn));
   std::vector<StagedMessage> out;
   while (true) {
@@ -130,7 +137,7 @@ absl::Status Bind(sqlite::Statement& s, int index, const Value& value) {
 absl::Status RunEffects(sqlite::Database* db, const std::vector<Effect>& effects) {
   for (size_t i = 0; i < effects.size(); ++i) {
     const Effect& e = effects[i];
-    absl::StatusOr<sqlite::Statement> s = db->Prepare(e.command);
+    absl::StatusOr<sqlite::Statement> s = db->PrepareCached(e.command);
     if (!s.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("effect ", i, " does not compile: ", s.status().message()));
@@ -155,8 +162,8 @@ absl::Status RunEffects(sqlite::Database* db, const std::vector<Effect>& effects
 absl::Status RecordCommittedId(sqlite::Database* db, absl::string_view message_id,
                                absl::string_view txn, int64_t now_ms) {
   ONCE_ASSIGN_OR_RETURN(sqlite::Statement s,
-                        db->Prepare("INSERT INTO once_committed_messages (message_id, txn, "
-                                    "committed_ms) VALUES (?1, ?2, ?3)"));
+                        db->PrepareCached("INSERT INTO once_committed_messages (message_id, txn, "
+                                          "committed_ms) VALUES (?1, ?2, ?3)"));
   ONCE_RETURN_IF_ERROR(s.BindText(1, message_id));
   ONCE_RETURN_IF_ERROR(s.BindText(2, txn));
   ONCE_RETURN_IF_ERROR(s.BindInt64(3, now_ms));
@@ -165,8 +172,8 @@ absl::Status RecordCommittedId(sqlite::Database* db, absl::string_view message_i
 
 absl::Status MarkCommitted(sqlite::Database* db, absl::string_view txn, int64_t now_ms) {
   ONCE_ASSIGN_OR_RETURN(sqlite::Statement u,
-                        db->Prepare("UPDATE once_txns SET state = 2, decided_ms = ?2 "
-                                    "WHERE txn = ?1 AND state = 1"));
+                        db->PrepareCached("UPDATE once_txns SET state = 2, decided_ms = ?2 "
+                                          "WHERE txn = ?1 AND state = 1"));
   ONCE_RETURN_IF_ERROR(u.BindText(1, txn));
   ONCE_RETURN_IF_ERROR(u.BindInt64(2, now_ms));
   ONCE_RETURN_IF_ERROR(u.Run());
@@ -175,17 +182,18 @@ absl::Status MarkCommitted(sqlite::Database* db, absl::string_view txn, int64_t 
         absl::StrCat("journal ", db->path(), ": txn ", txn, " is not prepared"));
   }
   ONCE_ASSIGN_OR_RETURN(sqlite::Statement d,
-                        db->Prepare("DELETE FROM once_txn_messages WHERE txn = ?1"));
+                        db->PrepareCached("DELETE FROM once_txn_messages WHERE txn = ?1"));
   ONCE_RETURN_IF_ERROR(d.BindText(1, txn));
   return d.Run();
 }
 
 absl::Status DeleteTxn(sqlite::Database* db, absl::string_view txn) {
   ONCE_ASSIGN_OR_RETURN(sqlite::Statement d,
-                        db->Prepare("DELETE FROM once_txn_messages WHERE txn = ?1"));
+                        db->PrepareCached("DELETE FROM once_txn_messages WHERE txn = ?1"));
   ONCE_RETURN_IF_ERROR(d.BindText(1, txn));
   ONCE_RETURN_IF_ERROR(d.Run());
-  ONCE_ASSIGN_OR_RETURN(sqlite::Statement t, db->Prepare("DELETE FROM once_txns WHERE txn = ?1"));
+  ONCE_ASSIGN_OR_RETURN(sqlite::Statement t,
+                        db->PrepareCached("DELETE FROM once_txns WHERE txn = ?1"));
   ONCE_RETURN_IF_ERROR(t.BindText(1, txn));
   return t.Run();
 }
@@ -193,9 +201,9 @@ absl::Status DeleteTxn(sqlite::Database* db, absl::string_view txn) {
 absl::Status PruneCommitted(sqlite::Database* db, int64_t before_ms, int64_t keep_min) {
   ONCE_ASSIGN_OR_RETURN(
       sqlite::Statement s,
-      db->Prepare("DELETE FROM once_txns WHERE state = 2 AND decided_ms < ?1 AND txn NOT IN "
-                  "(SELECT txn FROM once_txns WHERE state = 2 ORDER BY decided_ms DESC "
-                  "LIMIT ?2)"));
+      db->PrepareCached("DELETE FROM once_txns WHERE state = 2 AND decided_ms < ?1 AND txn NOT IN "
+                        "(SELECT txn FROM once_txns WHERE state = 2 ORDER BY decided_ms DESC "
+                        "LIMIT ?2)"));
   ONCE_RETURN_IF_ERROR(s.BindInt64(1, before_ms));
   ONCE_RETURN_IF_ERROR(s.BindInt64(2, keep_min));
   return s.Run();

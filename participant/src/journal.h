@@ -2,6 +2,14 @@
 // connection. These functions neither lock nor begin transactions: the
 // caller (SqliteResource) holds its lock and wraps each phase in one SQLite
 // transaction, which is what makes every phase atomic across a crash.
+//
+// Every statement, the consumer's effects included, is compiled once per
+// connection and then taken from its statement cache
+// (sqlite::Database::PrepareCached): a transaction of N messages runs the
+// same few statements N times, and compiling one costs more than running
+// it. A cached statement goes back to the cache reset, with its bindings
+// cleared, when the Statement object dies (RAII), so no statement here
+// outlives the call that took it.
 #ifndef ONCE_PARTICIPANT_SRC_JOURNAL_H_
 #define ONCE_PARTICIPANT_SRC_JOURNAL_H_
 
@@ -37,7 +45,12 @@ absl::Status InsertPrepared(sqlite::Database* db, const PreparedTxn& txn, int64_
 // their effects decoded (kDataLoss for a damaged blob).
 absl::StatusOr<std::vector<StagedMessage>> LoadStaged(sqlite::Database* db, absl::string_view txn);
 
-// Runs each effect: prepares its command, binds its parameters in order
+// Runs a statement that takes no parameters and returns no rows (SAVEPOINT,
+// RELEASE, ...) through the statement cache.
+absl::Status ExecCached(sqlite::Database* db, absl::string_view sql);
+
+// Runs each effect: takes its compiled command from the cache (compiling
+// it on first use), binds its parameters in order
 // as ?1, ?2, ..., and steps it to completion. kInvalidArgument naming the
 // effect when a command does not compile, or has fewer parameters than
 // bound values; the statement's own error otherwise.

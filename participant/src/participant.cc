@@ -65,6 +65,9 @@ class Participant::Impl {
       stopping_ = true;
       reconnect_timer_.cancel();
       tick_timer_.cancel();
+      // Best effort: held-back acks go out ahead of the close frame (what
+      // is lost is redelivered, as after a crash).
+      if (session_ && client_) session_->Flush();
       if (client_) client_->Close(absl::OkStatus());
       work_.reset();
     });
@@ -99,7 +102,9 @@ class Participant::Impl {
       if (id != connection_id_ || stopping_) return;
       const bool was_open = session_->open();
       Check(session_->OnFrame(data, text));
+      ++frames_;
       if (!was_open && session_->open()) backoff_ms_ = options_.backoff_min_ms;
+      if (session_->pending()) ScheduleFlush(id);
     };
     callbacks.on_closed = [this, id](absl::Status why) {
       if (id != connection_id_) return;
@@ -109,6 +114,28 @@ class Participant::Impl {
                                          std::chrono::milliseconds(options_.connect_timeout_ms),
                                          std::move(callbacks));
     client_->Start();
+  }
+
+  // Flushes the session's held-back acks once the frames that had already
+  // arrived are handled: the end of a burst. A WebSocket read whose frame
+  // is already buffered completes through the io_context's queue, and it
+  // is queued only after this frame's handler returns; so the flush goes
+  // round the queue, and round again while frames keep coming, and runs
+  // after a round that brought none (then the next read waits on the
+  // socket). `seen` is the frame count at the previous round; the first
+  // round always goes on.
+  void ScheduleFlush(uint64_t id) {
+    if (flush_scheduled_for_ == id) return;
+    flush_scheduled_for_ = id;
+    PostFlush(id, std::nullopt);
+  }
+  void PostFlush(uint64_t id, std::optional<uint64_t> seen) {
+    net::post(ioc_, [this, id, seen] {
+      if (id != connection_id_ || !session_) return;  // that session is gone
+      if (seen != frames_) return PostFlush(id, frames_);
+      flush_scheduled_for_ = 0;
+      session_->Flush();
+    });
   }
 
   // Ends the session on an error (the client reports the close).
@@ -191,6 +218,8 @@ class Participant::Impl {
   uint64_t connection_id_ = 0;
   std::shared_ptr<WsClient> client_;
   std::unique_ptr<Session> session_;
+  uint64_t frames_ = 0;               // frames handled, over all connections
+  uint64_t flush_scheduled_for_ = 0;  // the connection whose flush is posted
   std::optional<absl::Status> failure_;
   std::chrono::steady_clock::time_point opened_at_;
   std::chrono::steady_clock::time_point last_reask_;

@@ -61,6 +61,11 @@ class Session {
   virtual absl::Status OnFrame(absl::string_view data, bool text) = 0;
   // Periodic work (exactly-once: re-ask in-doubt transactions).
   virtual absl::Status OnTimer() = 0;
+  // Sends what the session holds back to batch it (streaming: acks). The owner calls it once the
+  // frames that had already arrived are handled (the end of a burst), and before closing.
+  virtual void Flush() {}
+  // True while Flush has something to send.
+  virtual bool pending() const { return false; }
   // True once the peer accepted the session (welcome or subscribed).
   virtual bool open() const = 0;
 };

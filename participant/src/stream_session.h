@@ -8,6 +8,15 @@
 //
 // An ack is sent only after the local commit is durable, so a crash
 // between them redelivers the message, and the idempotent guard skips it.
+//
+// Acks are batched: a burst of messages is answered with one "ack" frame
+// listing every token (schema/ws_protocol.md allows up to 10 000), sent at
+// Flush() (the owner calls it when the burst is handled) or once half the
+// window is held back. Each ack costs the server a durable write, so this
+// is where the streaming modes' per-message cost was. Credits (free for
+// the server) go back at once, one per message, so the server never waits
+// for a batch to push more; nacks (rare) go out at once too. Acks lost
+// with the connection mean redeliveries, as an ack lost in flight would.
 // Violations (bad JSON, binary frame, a message before subscribed or for
 // another subscription, missing or mistyped fields, an unknown type) and
 // error frames that end the subscription end the session; an error about
@@ -18,6 +27,7 @@
 #include <cstdint>
 #include <string>
 
+#include "boost/json/array.hpp"
 #include "boost/json/object.hpp"
 #include "participant/src/session.h"
 
@@ -41,16 +51,23 @@ class StreamSession final : public Session {
   absl::Status OnFrame(absl::string_view data, bool text) override;
   absl::Status OnTimer() override { return absl::OkStatus(); }
   bool open() const override { return state_ == State::kOpen; }
+  void Flush() override;
+  bool pending() const override { return !pending_acks_.empty(); }
 
  private:
   enum class State { kIdle, kSubscribing, kOpen };
 
   absl::Status OnMessage(const boost::json::object& o);
   void Send(boost::json::object frame);
+  // Gives back one credit and holds back an ack of `token` (when not
+  // empty); flushes once ack_batch_max() acks are held.
+  void Settle(std::string token);
+  size_t ack_batch_max() const;
 
   SessionEnv env_;
   State state_ = State::kIdle;
   uint64_t subscription_ = 0;
+  boost::json::array pending_acks_;  // tokens, in arrival order
 };
 
 }  // namespace once::participant

@@ -63,6 +63,23 @@ TEST(ValidateServiceOptionsTest, NamesTheBadSetting) {
   EXPECT_THAT(ValidateServiceOptions(o), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+TEST(ValidateServiceOptionsTest, TxnBatchingDefaultsHaveTheGroupSettingsRanges) {
+  ServiceOptions o;
+  EXPECT_EQ(o.txn_linger_ms, 0);
+  for (int64_t linger : {int64_t{-1}, int64_t{1001}}) {
+    o.txn_linger_ms = linger;
+    EXPECT_THAT(ValidateServiceOptions(o),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("txn_linger_ms")));
+  }
+  o = ServiceOptions();
+  o.txn_linger_ms = 1000;
+  EXPECT_THAT(ValidateServiceOptions(o), ::once::testing::IsOk());
+  o.txn_batch_max = 10'001;
+  EXPECT_THAT(ValidateServiceOptions(o),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("txn_batch_max")));
+  EXPECT_THAT(DescribeOptions(ServiceOptions()), HasSubstr("txn_linger_ms = 0\n"));
+}
+
 TEST(DescribeOptionsTest, ListsEverySetting) {
   ServiceOptions o;
   o.data_dir = "/srv/once";

@@ -84,11 +84,12 @@ TEST_F(StreamSessionTest, IdempotentAppliesADuplicateOnceAndAcksBoth) {
   Start(Mode::kIdempotent);
   Subscribe(1, 3);
   fake_.SendText(1, MessageFrame(3, 0, "alice:10", "tok-1"));
+  // The credit goes back at once; the ack at the end of the burst.
+  ONCE_ASSERT_OK_AND_ASSIGN(json::object credit, fake_.ReceiveType(1, "credit"));
+  EXPECT_EQ(credit.at("credits").to_number<int64_t>(), 1);
   ONCE_ASSERT_OK_AND_ASSIGN(json::object ack, fake_.ReceiveType(1, "ack"));
   EXPECT_EQ(FirstToken(ack), "tok-1");
   EXPECT_EQ(ack.at("subscription").to_number<int64_t>(), 3);
-  ONCE_ASSERT_OK_AND_ASSIGN(json::object credit, fake_.ReceiveType(1, "credit"));
-  EXPECT_EQ(credit.at("credits").to_number<int64_t>(), 1);
   // The same message redelivered (a lease expired before the ack landed).
   fake_.SendText(1, MessageFrame(3, 0, "alice:10", "tok-2"));
   ONCE_ASSERT_OK_AND_ASSIGN(ack, fake_.ReceiveType(1, "ack"));
@@ -113,6 +114,35 @@ TEST_F(StreamSessionTest, IdempotentDuplicateAcrossAReconnectIsSkipped) {
   ONCE_ASSERT_OK_AND_ASSIGN(json::object ack, fake_.ReceiveType(2, "ack"));
   EXPECT_EQ(FirstToken(ack), "tok-9");
   EXPECT_THAT(*testing::Balances(resource_.get()), ElementsAre(Pair("bob", 2)));
+}
+
+// A burst of messages through the real SDK loop: every token is acked
+// exactly once, in order, and every credit given back, however the acks
+// were batched (at most 4 per frame with a window of 8).
+TEST_F(StreamSessionTest, ABurstIsAckedOnceAndCreditedInFull) {
+  Start(Mode::kIdempotent);
+  Subscribe(1, 3);
+  constexpr int kMessages = 8;
+  for (int i = 0; i < kMessages; ++i) {
+    fake_.SendText(1, MessageFrame(3, i, "erin:1", absl::StrCat("tok-", i)));
+  }
+  std::vector<std::string> acked;
+  int64_t credits = 0;
+  for (int frames = 0; (acked.size() < kMessages || credits < kMessages) && frames < 4 * kMessages;
+       ++frames) {
+    ONCE_ASSERT_OK_AND_ASSIGN(json::object f, fake_.Receive(1));
+    if (f.at("type").as_string() == "ack") {
+      EXPECT_LE(f.at("tokens").as_array().size(), 4u);
+      for (const json::value& t : f.at("tokens").as_array()) acked.emplace_back(t.as_string());
+    } else if (f.at("type").as_string() == "credit") {
+      credits += f.at("credits").to_number<int64_t>();
+    }
+  }
+  std::vector<std::string> expected;
+  for (int i = 0; i < kMessages; ++i) expected.push_back(absl::StrCat("tok-", i));
+  EXPECT_EQ(acked, expected);
+  EXPECT_EQ(credits, kMessages);
+  EXPECT_THAT(*testing::Balances(resource_.get()), ElementsAre(Pair("erin", kMessages)));
 }
 
 TEST_F(StreamSessionTest, HandlerFailureNacksWithRequeue) {
