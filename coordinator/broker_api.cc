@@ -13,6 +13,7 @@
 #include "boost/json/string.hpp"
 #include "coordinator/api_error.h"
 #include "coordinator/json_codec.h"
+#include "coordinator/ws_frames.h"
 #include "schema/status_macros.h"
 #include "spdlog/spdlog.h"
 
@@ -369,7 +370,9 @@ ApiResponse BrokerApi::Publish(const ApiRequest& request) {
   absl::StatusOr<std::vector<broker::PublishResult>> results =
       PublishRecords(*topic, *std::move(records));
   if (!results.ok()) return ErrorResponse(results.status());
-  return JsonResponse(200, PublishResultsToJson(*results));
+  ApiResponse response;
+  response.body = PublishResultsBody(*results);  // no DOM: see ws_frames.h
+  return response;
 }
 
 // ---- groups
@@ -484,7 +487,9 @@ void BrokerApi::Fetch(const ApiRequest& request, const Responder& responder) {
           metrics_->CountDelivered(topic, group_name, static_cast<int64_t>(result->size()),
                                    redelivered);
         }
-        responder.Send(JsonResponse(200, DeliveriesToJson(topic, *result)));
+        ApiResponse response;
+        response.body = DeliveriesBody(topic, *result);  // no DOM: see ws_frames.h
+        responder.Send(std::move(response));
       });
   poll->Start();
 }

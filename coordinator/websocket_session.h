@@ -26,6 +26,11 @@
 //
 // Runs on its own strand; keeps itself alive through shared_from_this
 // while an operation is pending. Broker calls run on the worker pool.
+//
+// The implementation is split by concern: websocket_session.cc (life
+// cycle, reading, frame dispatch, writing, closing), ws_publish.cc
+// (publish frames), ws_subscriptions.cc (subscriptions, credits and
+// pushes), ws_acks.cc (ack and nack); ws_frames.h writes the frames.
 #ifndef ONCE_COORDINATOR_WEBSOCKET_SESSION_H_
 #define ONCE_COORDINATOR_WEBSOCKET_SESSION_H_
 
@@ -39,6 +44,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/beast/core/flat_buffer.hpp"
 #include "boost/beast/core/tcp_stream.hpp"
@@ -52,6 +58,7 @@
 #include "coordinator/long_poll.h"
 #include "coordinator/participant_session.h"
 #include "coordinator/server_state.h"
+#include "coordinator/ws_feed.h"
 
 namespace once::coordinator {
 
@@ -94,7 +101,8 @@ class WebSocketSession : public Session, public std::enable_shared_from_this<Web
     // of one "message" frame per delivery (ws_protocol.md).
     bool batch = false;
     double average_frame_bytes = 0;  // of the frames sent so far; see Pump
-    std::shared_ptr<LongPoll> poll;  // the fetch in progress, if any
+    std::shared_ptr<WsFeed> feed;    // its fetches; stopped when it ends
+    bool fetching = false;           // a Request is out: wait for OnDelivered
     // Delivered on this socket, not yet acked or nacked on it: released
     // if the socket goes away.
     absl::flat_hash_set<std::string> outstanding;
@@ -103,9 +111,11 @@ class WebSocketSession : public Session, public std::enable_shared_from_this<Web
   void OnAccept(boost::beast::error_code ec);
   void DoRead();
   void OnRead(boost::beast::error_code ec, std::size_t bytes);
-  void HandleFrame(const std::string& text);
-  void HandlePublish(boost::json::object frame);
-  void HandleSubscribe(boost::json::object frame);
+  void HandleFrame(absl::string_view text);
+  // Checks the frame now (it lives in the per-frame arena; its messages
+  // are moved out) and queues it.
+  void HandlePublish(boost::json::object& frame);
+  void HandleSubscribe(const boost::json::object& frame);
   void HandleCredit(const boost::json::object& frame);
   void HandleAck(const boost::json::object& frame, bool nack);
   void HandleUnsubscribe(const boost::json::object& frame);
@@ -117,7 +127,9 @@ class WebSocketSession : public Session, public std::enable_shared_from_this<Web
   // Starts a fetch for `sub` when it has credits and the queue has room.
   void Pump(Subscription& sub);
   void PumpAll();
-  void OnDelivered(int64_t subscription, LongPoll::Result result);
+  // What `feed` calls (on a worker) with the fetches of subscription `id`.
+  WsFeed::Deliver FeedCallback(int64_t id, std::shared_ptr<broker::ConsumerGroup> group);
+  void OnDelivered(int64_t subscription, WsFeed::Result result);
   // Gives `tokens` back to `group` for redelivery (on a worker).
   void Release(std::shared_ptr<broker::ConsumerGroup> group, std::vector<std::string> tokens,
                const std::string& leave_consumer);
@@ -128,7 +140,7 @@ class WebSocketSession : public Session, public std::enable_shared_from_this<Web
 
   // Runs every queued publish frame, in order, as one batch on a worker.
   void StartPublishing();
-  void OnPublished(std::vector<boost::json::object> answers);
+  void OnPublished(std::vector<std::string> answers);
   void Send(const boost::json::object& frame);
   void SendError(const absl::Status& status, const boost::json::value* request,
                  boost::json::object extra = {});
@@ -145,6 +157,10 @@ class WebSocketSession : public Session, public std::enable_shared_from_this<Web
 
   boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
   boost::beast::flat_buffer buffer_;
+  // The arena each frame's JSON is parsed into (one frame at a time, on
+  // the strand): most frames need no allocation at all. Anything kept
+  // past the frame is copied to the heap.
+  unsigned char parse_buffer_[16 << 10];
   ServerState* const state_;
   BrokerApi* const api_;
 
@@ -159,9 +175,17 @@ class WebSocketSession : public Session, public std::enable_shared_from_this<Web
   bool finished_ = false;  // Finish ran: nothing more is sent or fetched
   absl::btree_map<int64_t, Subscription> subscriptions_;
   int64_t next_subscription_ = 1;
-  std::deque<boost::json::object> publish_queue_;  // frames not yet started
-  bool publishing_ = false;                        // a batch is on a worker
-  int inflight_publishes_ = 0;                     // frames queued or in the batch
+  // A publish frame, checked, waiting for its batch: its topic and
+  // records, or (when `answer` is set) the error frame that answers it.
+  struct PendingPublish {
+    std::string request;  // the frame's "request", serialized; empty: none
+    std::string answer;
+    std::shared_ptr<broker::Topic> topic;
+    std::vector<broker::Record> records;
+  };
+  std::deque<PendingPublish> publish_queue_;  // frames not yet started
+  bool publishing_ = false;                   // a batch is on a worker
+  int inflight_publishes_ = 0;                // frames queued or in the batch
   // Created by the first participant frame (hello/vote/done).
   std::shared_ptr<ParticipantSession> participant_;
 };

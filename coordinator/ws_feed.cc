@@ -1,0 +1,141 @@
+#include "coordinator/ws_feed.h"
+
+#include <algorithm>
+#include <exception>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "boost/asio/post.hpp"
+#include "boost/system/error_code.hpp"
+
+namespace once::coordinator {
+namespace net = boost::asio;
+
+namespace {
+
+// A fetch that found nothing but saw the group move meanwhile fetches
+// again at once, this many times in a row at most; then it goes back to
+// the pool's queue, so that a group that moves all the time cannot hold a
+// worker.
+constexpr int kMaxImmediateRetries = 4;
+
+}  // namespace
+
+WsFeed::WsFeed(net::thread_pool& workers, net::any_io_executor strand, Clock* clock,
+               std::shared_ptr<broker::ConsumerGroup> group, std::string consumer, Deliver deliver)
+    : workers_(workers),
+      strand_(std::move(strand)),
+      clock_(clock),
+      group_(std::move(group)),
+      consumer_(std::move(consumer)),
+      deliver_(std::move(deliver)),
+      timer_(strand_) {}
+
+WsFeed::~WsFeed() {
+  absl::MutexLock lock(&mu_);
+  if (listener_id_ != 0) group_->notifier().RemoveListener(listener_id_);
+}
+
+void WsFeed::Request(int max) {
+  absl::MutexLock lock(&mu_);
+  if (state_ == State::kStopped) return;
+  max_ = std::max(1, max);
+  if (listener_id_ == 0) {
+    std::weak_ptr<WsFeed> weak = weak_from_this();
+    // On the notifying thread (a publish, an ack...): only a state check
+    // and a post.
+    listener_id_ = group_->notifier().AddListener([weak] {
+      if (std::shared_ptr<WsFeed> feed = weak.lock()) feed->OnChange();
+    });
+  }
+  if (state_ == State::kIdle) {
+    state_ = State::kFetching;
+    net::post(workers_, [self = shared_from_this()] { self->Fetch(); });
+  }
+}
+
+void WsFeed::Stop() {
+  int64_t listener = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    state_ = State::kStopped;
+    std::swap(listener, listener_id_);
+  }
+  // Outside mu_: the listener takes mu_, and RemoveListener may wait for
+  // a call in progress.
+  if (listener != 0) group_->notifier().RemoveListener(listener);
+  timer_.cancel();
+}
+
+void WsFeed::OnChange() {
+  absl::MutexLock lock(&mu_);
+  if (state_ != State::kWaiting) return;  // a fetch in flight looks again itself
+  state_ = State::kFetching;
+  net::post(workers_, [self = shared_from_this()] { self->Fetch(); });
+}
+
+void WsFeed::Fetch() {
+  for (int attempt = 0;; ++attempt) {
+    // The version before the fetch: a change after it means "try again".
+    const uint64_t seen = group_->notifier().version();
+    int max = 1;
+    {
+      absl::MutexLock lock(&mu_);
+      if (state_ == State::kStopped) return;
+      max = max_;
+    }
+    Result result = absl::InternalError("fetch did not run");
+    std::optional<int64_t> next_deadline;
+    try {
+      result = group_->Fetch(consumer_, max);
+      if (result.ok() && result->empty()) next_deadline = group_->NextDeadlineMs();
+    } catch (const std::exception& e) {
+      result = absl::InternalError(absl::StrCat("fetch failed: ", e.what()));
+    }
+    if (!result.ok() || !result->empty()) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (state_ != State::kStopped) state_ = State::kIdle;
+      }
+      deliver_(std::move(result));
+      return;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      if (state_ == State::kStopped) return;
+      if (group_->notifier().version() == seen) {
+        // Checked under mu_: a change after this finds kWaiting (its
+        // listener runs after the version moved) and fetches.
+        state_ = State::kWaiting;
+        net::post(strand_,
+                  [self = shared_from_this(), next_deadline] { self->ArmTimer(next_deadline); });
+        return;
+      }
+    }
+    if (attempt + 1 >= kMaxImmediateRetries) {
+      net::post(workers_, [self = shared_from_this()] { self->Fetch(); });
+      return;
+    }
+  }
+}
+
+void WsFeed::ArmTimer(std::optional<int64_t> deadline_ms) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (state_ != State::kWaiting) return;  // woken meanwhile, or stopped
+  }
+  auto wait = std::chrono::milliseconds(kMaxIdle);
+  if (deadline_ms.has_value()) {
+    // The group's deadlines are on its (wall) clock; at least 1 ms so a
+    // deadline just passing cannot spin the feed.
+    wait = std::min(
+        wait, std::chrono::milliseconds(std::max<int64_t>(1, *deadline_ms - clock_->NowMs())));
+  }
+  timer_.expires_after(wait);
+  timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    if (ec) return;  // cancelled: re-armed or stopped
+    if (std::shared_ptr<WsFeed> feed = weak.lock()) feed->OnChange();
+  });
+}
+
+}  // namespace once::coordinator

@@ -1,0 +1,90 @@
+// WsFeed: the fetches of one WebSocket subscription. The session asks for
+// up to N messages (Request); the feed fetches on the worker pool and,
+// when the group has nothing, waits for the group's notifier to move (a
+// publish, a nack, an expired lease...), for the group's next deadline (a
+// lease that expires, a backoff that ends) or, as a safety net, for
+// kMaxIdle, and fetches again, until it finds messages or fails; then it
+// calls `deliver` once, and waits for the next Request.
+//
+// Why not a LongPoll per push (as HTTP fetches use): a LongPoll costs a
+// strand, a timer, a listener registration and a set entry per push, and
+// its wake-up goes notifier -> its strand -> its timer -> a worker ->
+// its strand -> the session's strand. The feed lives as long as the
+// subscription, keeps one listener, and a change goes straight from the
+// notifying thread to a worker's fetch, whose result goes straight to the
+// session: two thread hand-offs between a durable publish and the
+// delivery's write instead of four or five.
+//
+// Thread-safety: Request and Stop are called on the session's strand (the
+// timer's executor); the listener and the fetches run on other threads;
+// the state is under mu_. `deliver` runs on a worker, also after Stop for
+// a fetch that was in flight (the session releases what it brings).
+#ifndef ONCE_COORDINATOR_WS_FEED_H_
+#define ONCE_COORDINATOR_WS_FEED_H_
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "boost/asio/any_io_executor.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "boost/asio/thread_pool.hpp"
+#include "broker/consumer_group.h"
+#include "schema/clock.h"
+
+namespace once::coordinator {
+
+class WsFeed : public std::enable_shared_from_this<WsFeed> {
+ public:
+  using Result = absl::StatusOr<std::vector<broker::Delivery>>;
+  // Messages (never an empty vector) or the fetch's error.
+  using Deliver = std::function<void(Result)>;
+
+  // The longest a waiting feed goes without fetching again.
+  static constexpr std::chrono::milliseconds kMaxIdle{30'000};
+
+  // `workers` and `clock` outlive the feed; `strand` is the session's.
+  WsFeed(boost::asio::thread_pool& workers, boost::asio::any_io_executor strand, Clock* clock,
+         std::shared_ptr<broker::ConsumerGroup> group, std::string consumer, Deliver deliver);
+  ~WsFeed();
+
+  WsFeed(const WsFeed&) = delete;
+  WsFeed& operator=(const WsFeed&) = delete;
+
+  // Fetches up to `max` (>= 1) messages, waiting as long as it takes.
+  // Call on a shared_ptr, and not again before `deliver` ran.
+  void Request(int max);
+  // No fetch starts after this; the listener is removed. Idempotent.
+  void Stop();
+
+ private:
+  enum class State { kIdle, kFetching, kWaiting, kStopped };
+
+  void Fetch();     // on a worker
+  void OnChange();  // any thread: the group moved, or the timer fired
+  void ArmTimer(std::optional<int64_t> deadline_ms);  // on the strand
+
+  boost::asio::thread_pool& workers_;
+  const boost::asio::any_io_executor strand_;
+  Clock* const clock_;
+  const std::shared_ptr<broker::ConsumerGroup> group_;
+  const std::string consumer_;
+  const Deliver deliver_;
+  boost::asio::steady_timer timer_;  // on strand_
+
+  absl::Mutex mu_;
+  State state_ ABSL_GUARDED_BY(mu_) = State::kIdle;
+  int max_ ABSL_GUARDED_BY(mu_) = 1;
+  int64_t listener_id_ ABSL_GUARDED_BY(mu_) = 0;  // 0: none
+};
+
+}  // namespace once::coordinator
+
+#endif  // ONCE_COORDINATOR_WS_FEED_H_
