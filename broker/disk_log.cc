@@ -24,8 +24,8 @@ namespace {
 // A batch buffer that grew past this is freed after use rather than kept.
 constexpr size_t kMaxRetainedBatchBytes = 8 << 20;
 
-// The longest a group-commit leader waits for appenders to join its sync.
-constexpr absl::Duration kMaxGroupWait = absl::Milliseconds(1);
+// The longest a group-commit combiner waits for appenders to join its sync.
+constexpr absl::Duration kMaxGroupWait = absl::Microseconds(500);
 
 absl::Status ValidateOptions(const DiskLogOptions& o) {
   if (o.dir.empty()) return absl::InvalidArgumentError("DiskLogOptions.dir is empty");
@@ -468,8 +468,10 @@ void DiskLogImpl::CombineGroup() {
     // their way back with their next batch. Without this, appenders split
     // into two cohorts that alternate (one queues while the other's sync
     // runs), and each fdatasync covers only half of them. The wait ends as
-    // soon as as many appends as were active queued, and is bounded by the
-    // last group's duration (and kMaxGroupWait), so a drop in load costs at
+    // soon as as many appends as were active queued, and is bounded by half
+    // the last group's write and sync (and kMaxGroupWait): waiting longer
+    // costs more than a late appender loses by joining the next group. A
+    // drop in load (or paced publishers that happened to meet) costs at
     // most one such wait before the estimate adapts. Real time, not
     // options_.clock: this bounds a wait, it stamps nothing.
     auto gathered = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) {
@@ -477,7 +479,7 @@ void DiskLogImpl::CombineGroup() {
     };
     if (!gathered()) {
       queue_mu_.AwaitWithTimeout(absl::Condition(&gathered),
-                                 std::min(last_group_duration_, kMaxGroupWait));
+                                 std::min(last_group_duration_ / 2, kMaxGroupWait));
     }
     group.swap(queue_);
   }
