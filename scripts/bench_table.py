@@ -13,11 +13,17 @@ def fio_figures(out):
     seq = json.loads((out / "fio_seq.json").read_text())["jobs"][0]["write"]
     sync = json.loads((out / "fio_sync.json").read_text())["jobs"][0]
     sync_lat = sync.get("sync", {}).get("lat_ns", {})
-    return {
+    figures = {
         "seq_write_MiBps": seq["bw_bytes"] / 2**20,
         "fdatasync_per_s": sync["write"]["iops"],
         "fdatasync_p50_us": sync_lat.get("percentile", {}).get("50.000000", 0) / 1000,
     }
+    for bs in (320, 5120):
+        path = out / f"fio_sync_{bs}.json"
+        if path.exists():
+            job = json.loads(path.read_text())["jobs"][0]
+            figures[f"sync_{bs}_us"] = job.get("sync", {}).get("lat_ns", {}).get("mean", 0) / 1000
+    return figures
 
 
 def medians(out):
@@ -30,6 +36,8 @@ def medians(out):
             rows[name] = {
                 "items_per_second": b.get("items_per_second", 0.0),
                 "bytes_per_second": b.get("bytes_per_second", 0.0),
+                "appends_per_sync": b.get("appends_per_sync"),
+                "sync_us": b.get("sync_us"),
             }
     return rows
 
@@ -42,13 +50,21 @@ def main():
     print(f"  sequential write 1 MiB blocks : {fio['seq_write_MiBps']:10.1f} MiB/s")
     print(f"  4 KiB write + fdatasync       : {fio['fdatasync_per_s']:10.0f} /s"
           f"  (p50 {fio['fdatasync_p50_us']:.0f} us)")
+    if fio.get("sync_320_us") and fio.get("sync_5120_us"):
+        bound = 16 * fio["sync_320_us"] / fio["sync_5120_us"]
+        print(f"  fdatasync after 320 B / 5 KiB : {fio['sync_320_us']:6.0f} / "
+              f"{fio['sync_5120_us']:.0f} us mean: 16 appenders sharing syncs can reach at "
+              f"most {bound:.1f}x one appender on this disk")
     print()
     rows = medians(out)
     width = max([len(n) for n in rows] + [20])
     print(f"{'benchmark (median)':<{width}}  {'msg/s':>12}  {'MiB/s':>9}")
     for name, r in rows.items():
         mib = r["bytes_per_second"] / 2**20
-        print(f"{name:<{width}}  {r['items_per_second']:12.0f}  {mib:9.1f}")
+        extra = ""
+        if r.get("appends_per_sync") is not None:
+            extra = f"  {r['appends_per_sync']:.1f} appends/fdatasync, {r['sync_us']:.0f} us each"
+        print(f"{name:<{width}}  {r['items_per_second']:12.0f}  {mib:9.1f}{extra}")
     print()
     for line in targets(rows, fio):
         print(line)
