@@ -121,6 +121,7 @@ void TxnCoordinator::OnDone(ParticipantChannel* channel, const protocol::Done& d
   std::shared_ptr<broker::ConsumerGroup> group;
   std::vector<std::string> tokens;
   TxnRecord record;
+  Aftermath freed;
   {
     absl::MutexLock lock(&mu_);
     Connection* c = CheckFrameLocked(channel, done.epoch, done.generation);
@@ -145,10 +146,15 @@ void TxnCoordinator::OnDone(ParticipantChannel* channel, const protocol::Done& d
     }
     if (t.finishing) return;  // a duplicate DONE while the first is applied
     t.finishing = true;
+    // The participant is done with it: its window slot is free now, so the
+    // next PREPARE overlaps the broker delete and the DONE record below
+    // (the coordinator's own bookkeeping, re-driven by COMMIT if they fail).
+    ReleaseInflightLocked(t, &freed);
     group = t.group;
     tokens = t.tokens;
     record = t.record;
   }
+  Run(std::move(freed));
   // Delete B in the broker (DESIGN.md §2: before T is done). The tokens
   // died with a restart for a recovered txn: by position then.
   absl::Status deleted = absl::OkStatus();
