@@ -222,6 +222,7 @@ absl::Status DiskLogImpl::Recover() {
   }
   {
     absl::MutexLock lock(&append_mu_);
+    active->set_preallocate_bytes(PreallocateBytes());
     active_ = active;
   }
   {

@@ -217,6 +217,11 @@ absl::Status DiskLogImpl::Roll() {
   // exists: recovery treats any damage in a sealed segment as corruption,
   // never as a torn tail. This is the one fdatasync done under append_mu_,
   // once per segment_bytes.
+  // A sealed segment keeps no reserved blocks past its end.
+  absl::Status released = old->ReleasePreallocation();
+  if (!released.ok()) {
+    spdlog::warn("disk log {}: {}", options_.dir, released.ToString());
+  }
   const absl::Time sync_start = absl::Now();
   absl::Status synced = old->Sync();
   FsyncHistogram::Global().Observe(absl::Now() - sync_start);
@@ -242,6 +247,7 @@ absl::Status DiskLogImpl::Roll() {
       std::unique_ptr<Segment> created,
       Segment::Create(options_.dir, old->next_offset(), options_.index_interval_bytes));
   std::shared_ptr<Segment> next = std::move(created);
+  next->set_preallocate_bytes(PreallocateBytes());
   absl::Status dir_synced = SyncDir(options_.dir);
   if (!dir_synced.ok()) {
     // The new file may or may not survive a crash, and it cannot be created

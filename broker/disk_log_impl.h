@@ -5,6 +5,7 @@
 #ifndef ONCE_BROKER_DISK_LOG_IMPL_H_
 #define ONCE_BROKER_DISK_LOG_IMPL_H_
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -107,6 +108,12 @@ class DiskLogImpl final : public DiskLog {
   absl::Status Write(absl::Span<PendingAppend* const> group, int64_t* end, bool* sync_due)
       ABSL_LOCKS_EXCLUDED(append_mu_, sync_mu_);
   absl::Status Roll() ABSL_EXCLUSIVE_LOCKS_REQUIRED(append_mu_);
+  // How far the active segment reserves blocks ahead of its writes: up to
+  // 4 MiB, never past a segment's size, so that a partition holds at most
+  // that much reserved space (released when the segment is sealed).
+  int64_t PreallocateBytes() const {
+    return std::min<int64_t>(options_.segment_bytes, int64_t{4} << 20);
+  }
   // Returns once every offset below `offset` is durable (or the log failed).
   absl::Status WaitDurable(int64_t offset) ABSL_LOCKS_EXCLUDED(sync_mu_, append_mu_);
   // One sync, run by the caller holding leading_.

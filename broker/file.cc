@@ -101,6 +101,19 @@ absl::Status File::Sync() const {
   return absl::OkStatus();
 }
 
+absl::Status File::Preallocate(int64_t offset, int64_t length) {
+  int r;
+  do {
+    r = ::fallocate(fd_, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                    static_cast<off_t>(length));
+  } while (r < 0 && errno == EINTR);
+  if (r == 0) return absl::OkStatus();
+  if (errno == EOPNOTSUPP || errno == ENOSYS) {
+    return absl::UnimplementedError(absl::StrCat("fallocate is not supported for ", path_));
+  }
+  return ErrnoError(errno, absl::StrCat("reserve ", length, " bytes at ", offset, " of"), path_);
+}
+
 absl::Status File::Truncate(int64_t size) {
   int r;
   do {

@@ -52,8 +52,14 @@ class File {
   // Thread-safe.
   absl::Status Sync() const;
 
-  // Cuts (or extends with zeros) the file to `size` bytes. Not durable until
-  // Sync().
+  // Reserves disk blocks for [offset, offset + length) without changing the
+  // file's size (fallocate with FALLOC_FL_KEEP_SIZE): a later write there
+  // allocates nothing, so its fdatasync has less metadata to commit.
+  // kUnimplemented where the file system cannot do it.
+  absl::Status Preallocate(int64_t offset, int64_t length);
+
+  // Cuts (or extends with zeros) the file to `size` bytes; blocks reserved
+  // beyond `size` by Preallocate are released. Not durable until Sync().
   absl::Status Truncate(int64_t size);
 
   // The current size, from fstat. Thread-safe.

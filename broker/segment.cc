@@ -13,6 +13,7 @@
 #include "schema/coding.h"
 #include "schema/crc32c.h"
 #include "schema/status_macros.h"
+#include "spdlog/spdlog.h"
 
 namespace once::broker {
 namespace {
@@ -471,10 +472,22 @@ absl::Status Segment::RemoveIndexFile() const {
 absl::Status Segment::Append(const FrameBatch& batch) {
   if (batch.frames.empty()) return absl::OkStatus();
   const int64_t start = size();
+  const int64_t end = start + static_cast<int64_t>(batch.bytes.size());
+  if (preallocate_bytes_ > 0 && end > preallocated_end_) {
+    // Best effort: without the reservation a write only costs more to sync.
+    absl::Status reserved = log_.Preallocate(start, end - start + preallocate_bytes_);
+    if (reserved.ok()) {
+      preallocated_end_ = end + preallocate_bytes_;
+    } else {
+      preallocate_bytes_ = 0;
+      if (!absl::IsUnimplemented(reserved)) spdlog::warn("{}", reserved.ToString());
+    }
+  }
   absl::Status written = log_.Append(batch.bytes);
   if (!written.ok()) {
     // A partial frame must not stay at the end: the next batch would follow
     // garbage, which recovery would call corruption. Cut it back.
+    preallocated_end_ = start;
     absl::Status cut = log_.Truncate(start);
     if (!cut.ok()) {
       broken_.store(true, std::memory_order_release);
@@ -493,6 +506,12 @@ absl::Status Segment::Append(const FrameBatch& batch) {
   size_.store(start + static_cast<int64_t>(batch.bytes.size()), std::memory_order_release);
   next_offset_.store(batch.frames.back().offset + 1, std::memory_order_release);
   return absl::OkStatus();
+}
+
+absl::Status Segment::ReleasePreallocation() {
+  if (preallocated_end_ <= size()) return absl::OkStatus();
+  preallocated_end_ = size();
+  return log_.Truncate(size());
 }
 
 absl::Status Segment::RemoveFiles() const {

@@ -142,6 +142,15 @@ class Segment {
   // Makes the .log's bytes durable (fdatasync).
   absl::Status Sync() const { return log_.Sync(); }
 
+  // Append reserves the .log's blocks `bytes` ahead of its writes (0: not
+  // at all), so that an fdatasync after a write that crosses into a new
+  // block commits no block allocation (on ext4 here: a sync after a 5 KiB
+  // group commit took ~10% less). The file's size is unchanged, so
+  // recovery never sees the reserved space. Writer only.
+  void set_preallocate_bytes(int64_t bytes) { preallocate_bytes_ = bytes; }
+  // Gives back what was reserved beyond the end (when sealing). Writer only.
+  absl::Status ReleasePreallocation();
+
   bool broken() const { return broken_.load(std::memory_order_acquire); }
 
   // Unlinks the .log and the .index. Readers holding the segment can still
@@ -207,6 +216,10 @@ class Segment {
   int64_t last_index_position_ ABSL_GUARDED_BY(index_mu_) = 0;
   // Position of the last frame (-1: none), for the .index header.
   int64_t last_frame_position_ ABSL_GUARDED_BY(index_mu_) = -1;
+
+  // The writer's own: how far ahead to reserve, and how far it has.
+  int64_t preallocate_bytes_ = 0;
+  int64_t preallocated_end_ = 0;
 
   // Written by the single writer (or recovery), read by anyone.
   std::atomic<int64_t> size_{0};

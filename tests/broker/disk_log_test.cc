@@ -1,7 +1,9 @@
 #include "broker/disk_log.h"
 
 #include <stdlib.h>
+#include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
@@ -700,6 +702,42 @@ TEST_F(DiskLogTest, MissingSegmentIsDataLoss) {
 }
 
 // --- Durability ---
+
+// The active segment reserves blocks ahead of its writes (where the file
+// system can); a sealed one gives them back; the sizes recovery reads are
+// the written bytes only.
+TEST_F(DiskLogTest, ActiveSegmentReservesBlocksAndASealedOneGivesThemBack) {
+  DiskLogOptions o = Options();
+  o.segment_bytes = 1 << 20;
+  std::vector<std::string> logs;
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
+    Record r = MakeRecord(0);
+    r.value.assign(64 << 10, 'v');
+    // 20 records of 64 KiB: the first segment seals at 1 MiB.
+    for (int i = 0; i < 20; ++i) ASSERT_THAT(log->Append({r}), IsOk());
+    for (const auto& e : std::filesystem::directory_iterator(dir_)) {
+      if (e.path().extension() == ".log") logs.push_back(e.path().string());
+    }
+    std::sort(logs.begin(), logs.end());
+    ASSERT_EQ(logs.size(), 2u);
+    struct stat active;
+    ASSERT_EQ(::stat(logs[1].c_str(), &active), 0);
+    const int64_t active_size = static_cast<int64_t>(active.st_size);
+    const int64_t active_blocks = static_cast<int64_t>(active.st_blocks) * 512;
+    // Reserved past the end, unless this file system cannot reserve.
+    if (active_blocks > active_size) {
+      EXPECT_GE(active_blocks, active_size + (512 << 10));
+    }
+  }
+  struct stat sealed;
+  ASSERT_EQ(::stat(logs[0].c_str(), &sealed), 0);
+  EXPECT_LT(static_cast<int64_t>(sealed.st_blocks) * 512,
+            static_cast<int64_t>(sealed.st_size) + (64 << 10));
+  ONCE_ASSERT_OK_AND_ASSIGN(auto reopened, DiskLog::Open(o));
+  EXPECT_EQ(reopened->NextOffset(), 20);
+  EXPECT_EQ(reopened->recovery_report().truncated_bytes, 0);
+}
 
 TEST_F(DiskLogTest, GroupCommitSharesSyncsAmongConcurrentAppenders) {
   constexpr int kThreads = 8;
