@@ -29,7 +29,10 @@ def fio_figures(out):
 def medians(out):
     rows = {}
     for path in sorted(out.glob("*_bench.json")):
-        for b in json.loads(path.read_text()).get("benchmarks", []):
+        text = path.read_text()
+        if not text.strip():
+            continue  # FILTER matched none of this binary's benchmarks
+        for b in json.loads(text).get("benchmarks", []):
             if b.get("aggregate_name") != "median":
                 continue
             name = b["run_name"]
