@@ -127,6 +127,14 @@ std::string DeadLetterTopicFor(absl::string_view topic, const GroupConfig& confi
   return absl::StrCat(topic, "-dlq");
 }
 
+absl::Status CheckDirectFetch(const GroupConfig& config, absl::string_view topic,
+                              absl::string_view group) {
+  if (config.guarantee != Guarantee::kExactlyOnce) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("group \"", group, "\" of topic \"", topic,
+                   "\" is exactly-once: its messages are delivered only through the coordinator"));
+}
+
 absl::Status ValidateGroupConfig(const GroupConfig& c, absl::string_view topic) {
   if (c.mode != GroupMode::kShared && c.mode != GroupMode::kOrdered) {
     return absl::InvalidArgumentError(

@@ -93,6 +93,11 @@ absl::StatusOr<Position> ParsePosition(absl::string_view s);
 // The dead-letter topic of a group on `topic` with `config`.
 std::string DeadLetterTopicFor(absl::string_view topic, const GroupConfig& config);
 
+// kFailedPrecondition when a consumer may not Fetch from the group directly:
+// an exactly-once group's messages go only through the coordinator (Lease).
+absl::Status CheckDirectFetch(const GroupConfig& config, absl::string_view topic,
+                              absl::string_view group);
+
 // kInvalidArgument naming the first setting out of range. `topic` is the
 // group's topic (the dead-letter topic must differ from it and be a valid
 // topic name).

@@ -14,11 +14,7 @@
 namespace once::broker {
 
 absl::StatusOr<std::vector<Delivery>> SharedGroup::Fetch(absl::string_view consumer, int max) {
-  if (ctx_.config.guarantee == Guarantee::kExactlyOnce) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "group \"", name(), "\" of topic \"", topic_name(),
-        "\" is exactly-once: its messages are delivered only through the coordinator"));
-  }
+  ONCE_RETURN_IF_ERROR(CheckDirectFetch(ctx_.config, topic_name(), name()));
   return FetchImpl(consumer, max);
 }
 
