@@ -18,6 +18,7 @@
 #include "broker/group_registry.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/coordinator/memory_group_fixture.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/status_matchers.h"
 
@@ -28,49 +29,10 @@ namespace net = boost::asio;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-// A real broker and group on a memory topic, an io_context on a thread
-// and a worker pool: what a LongPoll runs on in the service. Time in the
-// group is a FakeClock (so no lease expires on its own); the poll's own
-// deadlines are real timers.
-class LongPollTest : public ::testing::Test {
+// LongPolls on the fixture's group. The poll's own deadlines are real
+// timers.
+class LongPollTest : public MemoryGroupFixture {
  protected:
-  void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "/long_poll_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    broker::BrokerOptions options;
-    options.data_dir = dir_;
-    options.clock = &clock_;
-    ONCE_ASSERT_OK_AND_ASSIGN(broker_, broker::Broker::Open(options));
-    broker::GroupRegistryOptions ro;
-    ro.clock = &clock_;
-    ONCE_ASSERT_OK_AND_ASSIGN(registry_, broker::GroupRegistry::Open(broker_.get(), ro));
-    broker::TopicConfig topic;
-    topic.backend = broker::Backend::kMemory;
-    ONCE_ASSERT_OK(broker_->CreateTopic("t", topic).status());
-    ONCE_ASSERT_OK(registry_->CreateGroup("t", "g", broker::GroupConfig()).status());
-    ONCE_ASSERT_OK_AND_ASSIGN(group_, registry_->GetGroup("t", "g"));
-    io_thread_ = std::thread([this] { ioc_.run(); });
-  }
-
-  void TearDown() override {
-    work_.reset();
-    io_thread_.join();
-    workers_.join();
-    group_.reset();
-    registry_.reset();
-    broker_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
-  void Publish(const std::string& value) {
-    ONCE_ASSERT_OK_AND_ASSIGN(std::shared_ptr<broker::Topic> topic, broker_->GetTopic("t"));
-    broker::Record r;
-    r.value = value;
-    ONCE_ASSERT_OK(topic->Publish({r}).status());
-    registry_->NotifyPublished("t");
-  }
-
   // Starts a poll; its result arrives in the returned future.
   std::pair<std::shared_ptr<LongPoll>, std::future<LongPoll::Result>> Start(milliseconds wait,
                                                                             int max = 10) {
@@ -83,16 +45,7 @@ class LongPollTest : public ::testing::Test {
     return {poll, std::move(future)};
   }
 
-  std::string dir_;
-  testing::FakeClock clock_;
-  std::unique_ptr<broker::Broker> broker_;
-  std::unique_ptr<broker::GroupRegistry> registry_;
-  std::shared_ptr<broker::ConsumerGroup> group_;
-  net::io_context ioc_;
-  net::executor_work_guard<net::io_context::executor_type> work_ = net::make_work_guard(ioc_);
-  net::thread_pool workers_{2};
   LongPollSet set_;
-  std::thread io_thread_;
 };
 
 TEST_F(LongPollTest, AnswersAtOnceWhenMessagesAreThere) {

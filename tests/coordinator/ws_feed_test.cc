@@ -22,6 +22,7 @@
 #include "broker/group_registry.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/coordinator/memory_group_fixture.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/status_matchers.h"
 
@@ -32,28 +33,13 @@ namespace net = boost::asio;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-// A real broker and group on a memory topic, an io_context on a thread
-// (the session's strand) and a worker pool: what a WsFeed runs on in the
-// service. Group time is a FakeClock, so no lease expires on its own.
-class WsFeedTest : public ::testing::Test {
+// A WsFeed on the fixture's group, with the io_context's thread as the
+// session's strand.
+class WsFeedTest : public MemoryGroupFixture {
  protected:
   void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "/ws_feed_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    broker::BrokerOptions options;
-    options.data_dir = dir_;
-    options.clock = &clock_;
-    ONCE_ASSERT_OK_AND_ASSIGN(broker_, broker::Broker::Open(options));
-    broker::GroupRegistryOptions ro;
-    ro.clock = &clock_;
-    ONCE_ASSERT_OK_AND_ASSIGN(registry_, broker::GroupRegistry::Open(broker_.get(), ro));
-    broker::TopicConfig topic;
-    topic.backend = broker::Backend::kMemory;
-    ONCE_ASSERT_OK(broker_->CreateTopic("t", topic).status());
-    ONCE_ASSERT_OK(registry_->CreateGroup("t", "g", broker::GroupConfig()).status());
-    ONCE_ASSERT_OK_AND_ASSIGN(group_, registry_->GetGroup("t", "g"));
-    io_thread_ = std::thread([this] { ioc_.run(); });
+    MemoryGroupFixture::SetUp();
+    if (HasFatalFailure()) return;
     feed_ = std::make_shared<WsFeed>(workers_, net::make_strand(ioc_), &clock_, group_, "c",
                                      [this](WsFeed::Result r) {
                                        std::lock_guard lock(mu_);
@@ -63,23 +49,9 @@ class WsFeedTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    StopFeed();
+    if (feed_ != nullptr) StopFeed();
     feed_.reset();
-    work_.reset();
-    io_thread_.join();
-    workers_.join();
-    group_.reset();
-    registry_.reset();
-    broker_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
-  void Publish(const std::string& value) {
-    ONCE_ASSERT_OK_AND_ASSIGN(std::shared_ptr<broker::Topic> topic, broker_->GetTopic("t"));
-    broker::Record r;
-    r.value = value;
-    ONCE_ASSERT_OK(topic->Publish({r}).status());
-    registry_->NotifyPublished("t");
+    MemoryGroupFixture::TearDown();
   }
 
   // Stop must run on the feed's strand (its timer's): the io_context has
@@ -102,15 +74,6 @@ class WsFeedTest : public ::testing::Test {
     return r;
   }
 
-  std::string dir_;
-  testing::FakeClock clock_;
-  std::unique_ptr<broker::Broker> broker_;
-  std::unique_ptr<broker::GroupRegistry> registry_;
-  std::shared_ptr<broker::ConsumerGroup> group_;
-  net::io_context ioc_;
-  net::executor_work_guard<net::io_context::executor_type> work_ = net::make_work_guard(ioc_);
-  net::thread_pool workers_{2};
-  std::thread io_thread_;
   std::shared_ptr<WsFeed> feed_;
   std::mutex mu_;
   std::condition_variable cv_;
