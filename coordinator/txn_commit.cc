@@ -129,13 +129,7 @@ void TxnCoordinator::OnDone(ParticipantChannel* channel, const protocol::Done& d
     auto it = txns_.find(done.txn);
     if (it == txns_.end()) return;  // done already (a duplicate DONE) or never committed
     Txn& t = it->second;
-    if (t.key != channels_.at(channel)) {
-      channel->Send(ErrorFrame(
-          "wrong_participant",
-          absl::StrCat("txn ", done.txn, " belongs to participant \"", std::get<2>(t.key), "\""),
-          409));
-      return;
-    }
+    if (!OwnedByLocked(t, channel)) return;
     if (t.record.state != TxnState::kCommitted) {
       channel->Send(ErrorFrame("not_committed",
                                absl::StrCat("done for txn ", done.txn, " in state ",

@@ -119,6 +119,15 @@ bool TxnCoordinator::NoCommitInProgressLocked(const ParticipantKey& key) const {
 
 void TxnCoordinator::EraseLocked(const std::string& txn) { txns_.erase(txn); }
 
+bool TxnCoordinator::OwnedByLocked(const Txn& txn, ParticipantChannel* channel) {
+  if (txn.key == channels_.at(channel)) return true;
+  channel->Send(ErrorFrame("wrong_participant",
+                           absl::StrCat("txn ", txn.record.txn, " belongs to participant \"",
+                                        std::get<2>(txn.key), "\""),
+                           409));
+  return false;
+}
+
 void TxnCoordinator::ReleaseInflightLocked(Txn& txn, Aftermath* after) {
   if (txn.prepared_on == nullptr) return;
   Connection* c = CurrentLocked(txn.key);
@@ -395,13 +404,7 @@ void TxnCoordinator::OnVote(ParticipantChannel* channel, const protocol::Vote& v
     closed = it == txns_.end();
     if (!closed) {
       Txn& t = it->second;
-      if (t.key != channels_.at(channel)) {
-        channel->Send(ErrorFrame(
-            "wrong_participant",
-            absl::StrCat("txn ", vote.txn, " belongs to participant \"", std::get<2>(t.key), "\""),
-            409));
-        return;
-      }
+      if (!OwnedByLocked(t, channel)) return;
       switch (t.record.state) {
         case TxnState::kCommitted:
           // A re-ask (the participant is in doubt): the outcome again.

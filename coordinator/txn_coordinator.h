@@ -244,6 +244,10 @@ class TxnCoordinator {
   bool NoCommitInProgressLocked(const ParticipantKey& key) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Removes T (terminal) from the tables.
   void EraseLocked(const std::string& txn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether `txn` belongs to the participant on `channel`; if not, answers
+  // it with a wrong_participant error frame.
+  bool OwnedByLocked(const Txn& txn, ParticipantChannel* channel)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // ---- txn_delivery.cc: the delivery loops and timers
   std::shared_ptr<GroupLoop> LoopForLocked(const GroupKey& key,
