@@ -170,6 +170,8 @@ void Service::OpenBroker() {
 absl::Status Service::OpenCoordinator() {
   TxnStoreOptions store_options;
   store_options.synchronous_full = options_.txn_sync_full;
+  // Done markings share the next decision's fsync (or wait this long).
+  store_options.bookkeeping_delay = absl::Milliseconds(20);
   const std::string path = options_.data_dir + "/coordinator.db";
   absl::StatusOr<std::unique_ptr<TxnStore>> store = TxnStore::Open(path, store_options);
   if (!store.ok()) {

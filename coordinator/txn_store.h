@@ -41,6 +41,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "coordinator/txn_state.h"
 #include "schema/clock.h"
 #include "schema/sqlite.h"
@@ -92,6 +93,13 @@ struct TxnStoreOptions {
   bool create_if_missing = true;
   // Done records are removed once this many have accumulated (and at Close).
   size_t remove_batch = 256;
+  // How long done markings and attempt counts with no COMMIT record queued
+  // may wait for one to share its fsync. They are bookkeeping: a done
+  // marking lost to a crash only makes recovery send that COMMIT again,
+  // which the participant answers with DONE (DESIGN.md §2). At a steady
+  // rate this takes two of the three fsyncs per transaction off the disk
+  // that every other fsync of the machine queues behind. 0: written at once.
+  absl::Duration bookkeeping_delay = absl::ZeroDuration();
 };
 
 class TxnStore {
@@ -133,7 +141,8 @@ class TxnStore {
   // Queues "T is done" (DONE received and B deleted in the broker): the
   // record moves to kDone with done_ms, durably before `done` runs; it is
   // removed later, in batches. kNotFound for an unknown txn (already
-  // removed or never committed); done twice is OK.
+  // removed or never committed); done twice is OK. Written with the next
+  // COMMIT record, or after options.bookkeeping_delay.
   void SubmitDone(std::string txn, std::function<void(absl::Status)> done);
   // SubmitDone and wait.
   absl::Status RecordDone(std::string txn);
@@ -196,6 +205,8 @@ class TxnStore {
     std::vector<PendingDone> dones;
     absl::flat_hash_map<std::string, uint32_t> attempts;
     bool empty() const { return commits.empty() && dones.empty() && attempts.empty(); }
+    // Worth an fsync of its own now: a decision waits, or enough markings.
+    bool urgent(size_t max_batch) const { return !commits.empty() || dones.size() >= max_batch; }
   };
 
   TxnStore(std::string path, TxnStoreOptions options, std::unique_ptr<sqlite::Database> write_db,

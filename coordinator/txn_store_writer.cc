@@ -105,6 +105,14 @@ void TxnStore::WriterLoop() {
         return stopping_ || !queue_.empty();
       };
       queue_mu_.Await(absl::Condition(&ready));
+      if (!stopping_ && !queue_.urgent(options_.max_batch) &&
+          options_.bookkeeping_delay > absl::ZeroDuration()) {
+        // Only bookkeeping: let it ride with the next decision's fsync.
+        auto urgent = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) {
+          return stopping_ || queue_.urgent(options_.max_batch);
+        };
+        queue_mu_.AwaitWithTimeout(absl::Condition(&urgent), options_.bookkeeping_delay);
+      }
       if (queue_.empty()) break;  // stopping, and everything is drained
       if (queue_.commits.size() <= options_.max_batch) {
         batch.commits = std::move(queue_.commits);

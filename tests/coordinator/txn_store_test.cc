@@ -317,6 +317,58 @@ TEST_F(TxnStoreTest, AttemptsAreCountedLazilyAndSurviveClose) {
   EXPECT_EQ(found->attempts, 2u);
 }
 
+TEST_F(TxnStoreTest, DoneMarkingsRideWithTheNextDecision) {
+  TxnStoreOptions options = Options();
+  options.bookkeeping_delay = absl::Hours(1);  // only a decision or Close writes them
+  auto store = OpenStore(options);
+  ASSERT_NE(store, nullptr);
+  ONCE_ASSERT_OK(store->RecordCommit(MakeRecord("1.1")));
+  ASSERT_EQ(store->stats().commits, 1u);
+  absl::Notification marked;
+  absl::Status marking = absl::UnknownError("not run");
+  store->SubmitDone("1.1", [&](absl::Status s) {
+    marking = s;
+    marked.Notify();
+  });
+  ONCE_ASSERT_OK(store->RecordAttempt("1.1"));
+  // Alone they wait (an hour): the decision below takes them along.
+  EXPECT_FALSE(marked.HasBeenNotified());
+  ONCE_ASSERT_OK(store->RecordCommit(MakeRecord("1.2")));
+  ASSERT_TRUE(marked.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  ONCE_EXPECT_OK(marking);
+  const TxnStore::Stats stats = store->stats();
+  EXPECT_EQ(stats.commits, 2u);  // one SQLite transaction for the marking and 1.2
+  EXPECT_EQ(stats.decisions, 2u);
+  EXPECT_EQ(stats.done_marked, 1u);
+  ONCE_ASSERT_OK_AND_ASSIGN(std::optional<TxnRecord> found, store->Find("1.1"));
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->state, TxnState::kDone);
+  EXPECT_EQ(found->attempts, 1u);
+}
+
+TEST_F(TxnStoreTest, CloseWritesDelayedDoneMarkingsAtOnce) {
+  {
+    TxnStoreOptions options = Options();
+    options.bookkeeping_delay = absl::Hours(1);
+    auto store = OpenStore(options);
+    ASSERT_NE(store, nullptr);
+    ONCE_ASSERT_OK(store->RecordCommit(MakeRecord("1.1")));
+    ONCE_ASSERT_OK(store->RecordCommit(MakeRecord("1.2")));
+    absl::Notification marked;
+    store->SubmitDone("1.1", [&](absl::Status s) {
+      ONCE_EXPECT_OK(s);
+      marked.Notify();
+    });
+    store->Close();  // drains the queue without waiting out the delay
+    EXPECT_TRUE(marked.HasBeenNotified());
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ONCE_ASSERT_OK_AND_ASSIGN(std::vector<TxnRecord> unfinished, store->LoadUnfinished());
+  ASSERT_EQ(unfinished.size(), 1u);
+  EXPECT_EQ(unfinished[0].txn, "1.2");
+}
+
 TEST_F(TxnStoreTest, AuditLogKeepsEveryEntry) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
