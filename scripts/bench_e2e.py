@@ -5,7 +5,7 @@ runs tests/bench/eo_bench_consumer.cc per scenario, prints the table.
 Environment (all optional): EO_BUILD, EO_OUT (set by scripts/bench-e2e),
 REPS=3, N=100000, MAX_S=30, RATE=2000, STEADY_S=10 (0: no steady run), PARTITIONS=1,
 TXN_BATCH_MAX=1000, TXN_LINGER_MS (unset: onced's default), WINDOW=16, STEADY_WINDOW=2, REF_S=5 (0: no once-load reference
-run), ONCED_FLAGS="...", MODES, COUNTS.
+run), ONCED_FLAGS="...", MODES, COUNTS, METRICS=1.
 Every wait is bounded; a failed scenario is reported, not hidden.
 """
 import http.client
@@ -36,6 +36,8 @@ STEADY_WINDOW = int(os.environ.get("STEADY_WINDOW", "2"))
 TXN_BATCH_MAX = os.environ.get("TXN_BATCH_MAX", "1000")
 TXN_LINGER_MS = os.environ.get("TXN_LINGER_MS", "")
 REF_S = float(os.environ.get("REF_S", "5"))
+# METRICS=1: onced's transaction and fsync histograms after each steady run.
+METRICS = os.environ.get("METRICS", "") == "1"
 ONCED_FLAGS = shlex.split(os.environ.get("ONCED_FLAGS", ""))
 # "at-least-once/no-store": the at-least-once consumer applying nothing
 # (--store=none): Once's own at-least-once delivery rate.
@@ -258,6 +260,11 @@ def run_steady(api, port, rep):
     while time.monotonic() < deadline and count_rows([db]) < published:
         time.sleep(0.1)
     (eo,) = finish_consumers([consumer])
+    if METRICS:
+        api.conn.request("GET", "/metrics")
+        text = api.conn.getresponse().read().decode()
+        log("onced /metrics after the steady run:\n" + "\n".join(
+            l for l in text.splitlines() if l.startswith(("once_txn", "once_fsync"))))
     api.call("DELETE", f"/v1/topics/{topic}", ok=(200, 204))
     return {"published": published, "eo_applied": eo["applied"], "eo_p50": eo["p50_ms"],
             "eo_p99": eo["p99_ms"], "eo_p999": eo["p999_ms"], "alo_p50": alo.get("p50_ms", 0),
