@@ -50,14 +50,24 @@ absl::StatusOr<TxnRecord> ReadRecord(sqlite::Statement& row, sqlite::Statement& 
   while (true) {
     ONCE_ASSIGN_OR_RETURN(bool more, messages.Step());
     if (!more) break;
-    r.messages.push_back(TxnMessageRef{static_cast<uint32_t>(messages.ColumnInt64(0)),
-                                       static_cast<uint64_t>(messages.ColumnInt64(1))});
+    const int64_t count = messages.ColumnInt64(2);
+    // Checked before expanding: a damaged count must not allocate wildly.
+    if (count < 1 || count > message_count - static_cast<int64_t>(r.messages.size())) {
+      return absl::DataLossError(absl::StrCat("txn store ", path, ": txn ", r.txn, " has a run of ",
+                                              count, " messages beyond its record's message_count ",
+                                              message_count));
+    }
+    const uint32_t partition = static_cast<uint32_t>(messages.ColumnInt64(0));
+    const uint64_t first = static_cast<uint64_t>(messages.ColumnInt64(1));
+    for (int64_t i = 0; i < count; ++i) {
+      r.messages.push_back(TxnMessageRef{partition, first + static_cast<uint64_t>(i)});
+    }
   }
   ONCE_RETURN_IF_ERROR(messages.Reset());
   if (static_cast<int64_t>(r.messages.size()) != message_count) {
-    return absl::DataLossError(absl::StrCat("txn store ", path, ": txn ", r.txn, " has ",
-                                            r.messages.size(), " message rows, its record says ",
-                                            message_count));
+    return absl::DataLossError(
+        absl::StrCat("txn store ", path, ": txn ", r.txn, " has ", r.messages.size(),
+                     " messages in its rows, its record says ", message_count));
   }
   return r;
 }
@@ -67,7 +77,13 @@ absl::StatusOr<TxnRecord> ReadRecord(sqlite::Statement& row, sqlite::Statement& 
 absl::StatusOr<std::vector<TxnRecord>> ReadRecords(sqlite::Database& db, sqlite::Statement& query) {
   ONCE_ASSIGN_OR_RETURN(
       sqlite::Statement messages,
-      db.Prepare("SELECT partition_id, msg_offset FROM txn_messages WHERE txn = ? ORDER BY seq"));
+      // A txn's batch is in txn_runs, or (decided by schema version 1) in
+      // txn_messages: never in both.
+      db.Prepare("SELECT partition_id, first_offset, count FROM ("
+                 "SELECT seq, partition_id, first_offset, count FROM txn_runs WHERE txn = ?1 "
+                 "UNION ALL "
+                 "SELECT seq, partition_id, msg_offset, 1 FROM txn_messages WHERE txn = ?1) "
+                 "ORDER BY seq"));
   std::vector<TxnRecord> out;
   while (true) {
     ONCE_ASSIGN_OR_RETURN(bool row, query.Step());
@@ -79,6 +95,19 @@ absl::StatusOr<std::vector<TxnRecord>> ReadRecords(sqlite::Database& db, sqlite:
 }
 
 }  // namespace
+
+std::vector<TxnMessageRun> ToRuns(const std::vector<TxnMessageRef>& messages) {
+  std::vector<TxnMessageRun> runs;
+  for (const TxnMessageRef& m : messages) {
+    if (!runs.empty() && runs.back().partition == m.partition &&
+        runs.back().first_offset + runs.back().count == m.offset) {
+      ++runs.back().count;
+    } else {
+      runs.push_back({m.partition, m.offset, 1});
+    }
+  }
+  return runs;
+}
 
 // Abseil 20220623 as packaged has its own string_view; the API speaks std.
 static absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
@@ -314,7 +343,7 @@ absl::StatusOr<size_t> TxnStore::RemoveDone() {
 absl::StatusOr<size_t> TxnStore::RemoveDoneLocked() {
   auto remove = [&]() -> absl::StatusOr<size_t> {
     ONCE_ASSIGN_OR_RETURN(sqlite::Transaction txn, sqlite::Transaction::Begin(write_db_.get()));
-    // txn_messages rows go with them (ON DELETE CASCADE).
+    // txn_runs and txn_messages rows go with them (ON DELETE CASCADE).
     ONCE_RETURN_IF_ERROR(write_db_->Exec("DELETE FROM txns WHERE state = 4"));
     const size_t removed = static_cast<size_t>(write_db_->Changes());
     ONCE_RETURN_IF_ERROR(txn.Commit());

@@ -55,6 +55,19 @@ struct TxnMessageRef {
   friend bool operator==(const TxnMessageRef&, const TxnMessageRef&) = default;
 };
 
+// Consecutive offsets of one partition: how a batch is stored
+// (schema/coordinator.sql, txn_runs).
+struct TxnMessageRun {
+  uint32_t partition = 0;
+  uint64_t first_offset = 0;
+  uint64_t count = 0;
+  friend bool operator==(const TxnMessageRun&, const TxnMessageRun&) = default;
+};
+
+// `messages` as runs, in their order: a message extends the run before it
+// when it is the next offset of the same partition.
+std::vector<TxnMessageRun> ToRuns(const std::vector<TxnMessageRef>& messages);
+
 struct TxnRecord {
   std::string txn;  // "<epoch>.<sequence>"
   std::string topic;

@@ -173,9 +173,9 @@ absl::Status TxnStore::WriteBatch(Batch& batch, std::vector<absl::Status>& resul
                     "message_count, created_ms, decided_ms, done_ms, attempts, reason, "
                     "broker_deleted) VALUES (?, ?, ?, ?, ?, ?, 3, ?, ?, ?, 0, ?, ?, ?)"));
     ONCE_ASSIGN_OR_RETURN(
-        sqlite::Statement insert_message,
-        db->Prepare("INSERT INTO txn_messages (txn, seq, partition_id, msg_offset) "
-                    "VALUES (?, ?, ?, ?)"));
+        sqlite::Statement insert_run,
+        db->Prepare("INSERT INTO txn_runs (txn, seq, partition_id, first_offset, count) "
+                    "VALUES (?, ?, ?, ?, ?)"));
     const int64_t now = options_.clock->NowMs();
     absl::flat_hash_set<std::string> seen;
     for (size_t i = 0; i < batch.commits.size(); ++i) {
@@ -209,14 +209,15 @@ absl::Status TxnStore::WriteBatch(Batch& batch, std::vector<absl::Status>& resul
         ONCE_RETURN_IF_ERROR(insert_txn.BindText(11, r.reason));
         ONCE_RETURN_IF_ERROR(insert_txn.BindInt64(12, r.broker_deleted ? 1 : 0));
         ONCE_RETURN_IF_ERROR(insert_txn.Run());
-        for (size_t seq = 0; seq < r.messages.size(); ++seq) {
-          ONCE_RETURN_IF_ERROR(insert_message.Reset());
-          ONCE_RETURN_IF_ERROR(insert_message.BindText(1, r.txn));
-          ONCE_RETURN_IF_ERROR(insert_message.BindInt64(2, static_cast<int64_t>(seq)));
-          ONCE_RETURN_IF_ERROR(insert_message.BindInt64(3, r.messages[seq].partition));
-          ONCE_RETURN_IF_ERROR(
-              insert_message.BindInt64(4, static_cast<int64_t>(r.messages[seq].offset)));
-          ONCE_RETURN_IF_ERROR(insert_message.Run());
+        int64_t seq = 0;
+        for (const TxnMessageRun& run : ToRuns(r.messages)) {
+          ONCE_RETURN_IF_ERROR(insert_run.Reset());
+          ONCE_RETURN_IF_ERROR(insert_run.BindText(1, r.txn));
+          ONCE_RETURN_IF_ERROR(insert_run.BindInt64(2, seq++));
+          ONCE_RETURN_IF_ERROR(insert_run.BindInt64(3, run.partition));
+          ONCE_RETURN_IF_ERROR(insert_run.BindInt64(4, static_cast<int64_t>(run.first_offset)));
+          ONCE_RETURN_IF_ERROR(insert_run.BindInt64(5, static_cast<int64_t>(run.count)));
+          ONCE_RETURN_IF_ERROR(insert_run.Run());
         }
         return absl::OkStatus();
       };

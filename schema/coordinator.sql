@@ -91,3 +91,22 @@ CREATE TABLE audit (
   actor  TEXT    NOT NULL
 );
 CREATE INDEX audit_by_txn ON audit (txn, id);
+
+-- migration: 2
+
+-- The batch B of a txn as runs of consecutive offsets: one row per run
+-- instead of one per message (a batch leased from one partition is one
+-- row, not a thousand). seq 0.. in the order of the PREPARE frame; a run
+-- covers msg_offset first_offset .. first_offset + count - 1 of
+-- partition_id, in that order. Every txn decided by this version has its
+-- batch here; txn_messages keeps the batches of txns decided by version 1
+-- (a txn has rows in one of the two tables, never both). The runs' counts
+-- add up to txns.message_count. Deleted with its txn.
+CREATE TABLE txn_runs (
+  txn          TEXT    NOT NULL REFERENCES txns (txn) ON DELETE CASCADE,
+  seq          INTEGER NOT NULL CHECK (seq >= 0),
+  partition_id INTEGER NOT NULL CHECK (partition_id >= 0),
+  first_offset INTEGER NOT NULL CHECK (first_offset >= 0),
+  count        INTEGER NOT NULL CHECK (count >= 1),
+  PRIMARY KEY (txn, seq)
+) WITHOUT ROWID;

@@ -14,6 +14,7 @@
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "schema/coordinator_sql.h"
 #include "schema/sqlite.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/status_matchers.h"
@@ -245,8 +246,9 @@ TEST_F(TxnStoreTest, DoneRecordsAreRemovedInBatches) {
   EXPECT_EQ(all[0].txn, "1.3");
   // Removed with their messages.
   ONCE_ASSERT_OK_AND_ASSIGN(auto db, sqlite::Database::Open(path_));
-  ONCE_ASSERT_OK_AND_ASSIGN(int64_t rows, db->QueryInt64("SELECT COUNT(*) FROM txn_messages"));
-  EXPECT_EQ(rows, 2);
+  ONCE_ASSERT_OK_AND_ASSIGN(int64_t rows, db->QueryInt64("SELECT (SELECT COUNT(*) FROM txn_runs) + "
+                                                         "(SELECT COUNT(*) FROM txn_messages)"));
+  EXPECT_EQ(rows, 2);  // 1.3's two runs
 }
 
 TEST_F(TxnStoreTest, DoneTwiceIsFineDoneOfUnknownIsNotFound) {
@@ -487,13 +489,87 @@ TEST_F(TxnStoreTest, HalfARecordIsDataLossNotAShortBatch) {
   }
   {
     ONCE_ASSERT_OK_AND_ASSIGN(auto db, sqlite::Database::Open(path_));
-    ONCE_ASSERT_OK(db->Exec("DELETE FROM txn_messages WHERE seq = 2"));
+    ONCE_ASSERT_OK(db->Exec("DELETE FROM txn_runs WHERE seq = 2"));
   }
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   EXPECT_THAT(store->Find("1.1").status(),
-              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("2 message rows")));
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("2 messages in its rows")));
   EXPECT_THAT(store->LoadUnfinished().status(), StatusIs(absl::StatusCode::kDataLoss));
+}
+
+TEST(TxnRunsTest, ConsecutiveOffsetsOfOnePartitionShareARun) {
+  EXPECT_TRUE(ToRuns({}).empty());
+  EXPECT_THAT(ToRuns({{0, 5}, {0, 6}, {0, 7}, {1, 8}, {1, 9}, {1, 11}, {1, 11}, {0, 8}}),
+              ElementsAre(TxnMessageRun{0, 5, 3}, TxnMessageRun{1, 8, 2}, TxnMessageRun{1, 11, 1},
+                          TxnMessageRun{1, 11, 1}, TxnMessageRun{0, 8, 1}));
+}
+
+TEST_F(TxnStoreTest, ABatchIsStoredAsRunsAndReadBackInOrder) {
+  TxnRecord r = MakeRecord("1.1", 0);
+  for (uint64_t o = 100; o < 1100; ++o) r.messages.push_back({2, o});
+  r.messages.push_back({0, 7});
+  r.messages.push_back({2, 1100});  // after another partition: a run of its own
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    ONCE_ASSERT_OK(store->RecordCommit(r));
+  }
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto db, sqlite::Database::Open(path_));
+    ONCE_ASSERT_OK_AND_ASSIGN(int64_t runs, db->QueryInt64("SELECT COUNT(*) FROM txn_runs"));
+    EXPECT_EQ(runs, 3);
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ONCE_ASSERT_OK_AND_ASSIGN(std::optional<TxnRecord> found, store->Find("1.1"));
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->messages, r.messages);
+}
+
+TEST_F(TxnStoreTest, ARunBeyondTheMessageCountIsDataLoss) {
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    ONCE_ASSERT_OK(store->RecordCommit(MakeRecord("1.1", 3)));
+  }
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto db, sqlite::Database::Open(path_));
+    ONCE_ASSERT_OK(db->Exec("UPDATE txn_runs SET count = 9223372036854775807 WHERE seq = 1"));
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  EXPECT_THAT(store->Find("1.1").status(),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("beyond its record's")));
+}
+
+TEST_F(TxnStoreTest, BatchesWrittenByVersion1AreReadAfterTheMigration) {
+  {
+    // A coordinator.db as version 1 wrote it: one txn_messages row per message.
+    ONCE_ASSERT_OK_AND_ASSIGN(auto db, sqlite::Database::Open(path_));
+    ONCE_ASSERT_OK_AND_ASSIGN(std::vector<sqlite::Migration> migrations,
+                              sqlite::ParseMigrations(schema::CoordinatorSql(), "coordinator.sql"));
+    ASSERT_GE(migrations.size(), 2u);
+    ONCE_ASSERT_OK(sqlite::Migrate(db.get(), absl::MakeConstSpan(migrations.data(), 1)).status());
+    ONCE_ASSERT_OK(db->Exec(
+        "INSERT INTO txns (txn, topic, grp, participant, epoch, generation, state, "
+        "message_count, created_ms, decided_ms) VALUES ('1.1', 'orders', 'billing', 'p1', 1, 3, "
+        "3, 3, 1000, 1001);"
+        "INSERT INTO txn_messages (txn, seq, partition_id, msg_offset) VALUES "
+        "('1.1', 0, 0, 10), ('1.1', 1, 0, 11), ('1.1', 2, 1, 4);"));
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ONCE_ASSERT_OK_AND_ASSIGN(std::vector<TxnRecord> unfinished, store->LoadUnfinished());
+  ASSERT_EQ(unfinished.size(), 1u);
+  EXPECT_THAT(unfinished[0].messages,
+              ElementsAre(TxnMessageRef{0, 10}, TxnMessageRef{0, 11}, TxnMessageRef{1, 4}));
+  ONCE_ASSERT_OK(store->RecordCommit(MakeRecord("2.1")));  // new ones as runs beside it
+  ONCE_ASSERT_OK(store->RecordDone("1.1"));
+  ONCE_ASSERT_OK(store->RemoveDone().status());
+  ONCE_ASSERT_OK_AND_ASSIGN(unfinished, store->LoadUnfinished());
+  ASSERT_EQ(unfinished.size(), 1u);
+  EXPECT_EQ(unfinished[0].messages, MakeRecord("2.1").messages);
 }
 
 TEST_F(TxnStoreTest, SchemaIsDocumentedAndVersioned) {
