@@ -1,7 +1,9 @@
 // The participant journal's SQL (schema/participant.sql) over one open
 // connection. These functions neither lock nor begin transactions: the
 // caller (SqliteResource) holds its lock and wraps each phase in one SQLite
-// transaction, which is what makes every phase atomic across a crash.
+// transaction (or, inside a group, one savepoint of the group's
+// transaction: participant/src/local_txn.h), which is what makes every
+// phase atomic across a crash.
 //
 // Every statement, the consumer's effects included, is compiled once per
 // connection and then taken from its statement cache

@@ -65,9 +65,10 @@ class Participant::Impl {
       stopping_ = true;
       reconnect_timer_.cancel();
       tick_timer_.cancel();
-      // Best effort: held-back acks go out ahead of the close frame (what
-      // is lost is redelivered, as after a crash).
-      if (session_ && client_) session_->Flush();
+      // Best effort: held-back acks, votes and DONEs go out ahead of the
+      // close frame once durable (what is lost is redelivered or re-driven,
+      // as after a crash). A failed flush closes with its error.
+      if (session_ && client_) Check(session_->Flush());
       if (client_) client_->Close(absl::OkStatus());
       work_.reset();
     });
@@ -88,6 +89,7 @@ class Participant::Impl {
     env.resource = resource_;
     env.handler = &handler_;
     env.stats = &stats_;
+    env.group_commit = options_.group_commit;
     env.send = [this, id](std::string frame) {
       if (id == connection_id_ && client_) client_->Send(std::move(frame));
     };
@@ -134,7 +136,7 @@ class Participant::Impl {
       if (id != connection_id_ || !session_) return;  // that session is gone
       if (seen != frames_) return PostFlush(id, frames_);
       flush_scheduled_for_ = 0;
-      session_->Flush();
+      Check(session_->Flush());
     });
   }
 
@@ -193,6 +195,8 @@ class Participant::Impl {
     if (now - last_reask_ >= std::chrono::milliseconds(options_.reask_interval_ms)) {
       last_reask_ = now;
       Check(session_->OnTimer());
+      // Re-asks made inside an open group are held with it.
+      if (session_->pending()) ScheduleFlush(connection_id_);
     }
   }
 

@@ -46,8 +46,17 @@ struct SessionEnv {
   StatsBox* stats = nullptr;
   // Queues one text frame for the peer.
   std::function<void(std::string frame)> send;
+  // Exactly-once: the frames of one burst share one local transaction of
+  // the resource (Resource::BeginGroup/EndGroup), and their votes and DONEs
+  // are held back until Flush() made it durable. Off: every call is
+  // durable on its own and its frame goes out at once. Participant sets it
+  // from ParticipantOptions::group_commit.
+  bool group_commit = false;
   // Crash points for tests: "prepare:staged" (handler ran, nothing
-  // journaled yet) and "vote:sent" (YES vote handed to `send`).
+  // journaled yet), "vote:sent" (YES vote handed to `send`; without group
+  // commit), and with group commit "vote:held" (YES vote held back, its
+  // prepare not durable), "flush:durable" (EndGroup returned OK, nothing
+  // sent yet) and "flush:sent" (the held frames handed to `send`).
   std::function<void(absl::string_view point)> test_hook;
 };
 
@@ -61,9 +70,13 @@ class Session {
   virtual absl::Status OnFrame(absl::string_view data, bool text) = 0;
   // Periodic work (exactly-once: re-ask in-doubt transactions).
   virtual absl::Status OnTimer() = 0;
-  // Sends what the session holds back to batch it (streaming: acks). The owner calls it once the
-  // frames that had already arrived are handled (the end of a burst), and before closing.
-  virtual void Flush() {}
+  // Sends what the session holds back to batch it (streaming: acks;
+  // exactly-once with group commit: makes the burst's group durable, then
+  // sends its votes and DONEs). The owner calls it once the frames that had
+  // already arrived are handled (the end of a burst), and before closing.
+  // An error ends the session (the owner closes the connection): nothing
+  // held was sent.
+  virtual absl::Status Flush() { return absl::OkStatus(); }
   // True while Flush has something to send.
   virtual bool pending() const { return false; }
   // True once the peer accepted the session (welcome or subscribed).

@@ -4,11 +4,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "participant/src/journal.h"
+#include "participant/src/local_txn.h"
 #include "schema/status_macros.h"
 
 namespace once {
 
 using participant::IsIdCommitted;
+using participant::LocalTxn;
 using participant::RunEffects;
 
 absl::StatusOr<std::unique_ptr<SqliteResource>> SqliteResource::Open(
@@ -26,7 +28,68 @@ SqliteResource::SqliteResource(std::string path, SqliteResourceOptions options,
                                std::unique_ptr<sqlite::Database> db)
     : path_(std::move(path)), options_(std::move(options)), db_(std::move(db)) {}
 
-SqliteResource::~SqliteResource() = default;
+SqliteResource::~SqliteResource() {
+  absl::MutexLock lock(&mu_);
+  // A group still open: nothing of it was acknowledged (its frames are sent
+  // only after EndGroup), so it is rolled back (the Transaction's RAII).
+  group_.reset();
+  group_owner_.reset();
+}
+
+// Evaluated by absl::Mutex with mu_ held (Condition's contract), which the
+// analysis cannot see through the function pointer.
+bool SqliteResource::Gate::Passes(Gate* gate) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  return !gate->resource->group_owner_.has_value() || *gate->resource->group_owner_ == gate->caller;
+}
+
+absl::Status SqliteResource::BeginGroup() {
+  Gate gate = GateForThisThread();
+  absl::MutexLock lock(&mu_, absl::Condition(&Gate::Passes, &gate));
+  if (in_group()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("journal ", path_, ": BeginGroup: this thread has a group open already"));
+  }
+  ONCE_ASSIGN_OR_RETURN(sqlite::Transaction t, sqlite::Transaction::Begin(db_.get()));
+  group_.emplace(std::move(t));
+  group_owner_ = gate.caller;
+  return absl::OkStatus();
+}
+
+absl::Status SqliteResource::EndGroup() {
+  // No gate: a thread without a group gets its error at once rather than
+  // waiting for another thread's group to end.
+  absl::MutexLock lock(&mu_);
+  if (group_owner_ != std::this_thread::get_id()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("journal ", path_, ": EndGroup: this thread has no group open"));
+  }
+  std::optional<sqlite::Transaction> group = std::exchange(group_, std::nullopt);
+  group_owner_.reset();
+  if (!participant::InTransaction(db_.get())) {
+    // SQLite rolled the transaction back after an error inside the group
+    // (the call that met it failed): nothing of the group is kept.
+    return absl::AbortedError(
+        absl::StrCat("journal ", path_, ": group rolled back by SQLite after an error inside it"));
+  }
+  Hook("group:committing");
+  absl::Status committed = group->Commit();
+  if (!committed.ok()) {
+    // `group` rolls back when it goes out of scope.
+    return absl::Status(committed.code(), absl::StrCat("journal ", path_,
+                                                       ": group commit failed, the group is "
+                                                       "rolled back: ",
+                                                       committed.message()));
+  }
+  Hook("group:committed");
+  return absl::OkStatus();
+}
+
+void SqliteResource::AbortGroup() {
+  absl::MutexLock lock(&mu_);
+  if (group_owner_ != std::this_thread::get_id()) return;
+  group_.reset();  // ROLLBACK (Transaction's RAII)
+  group_owner_.reset();
+}
 
 void SqliteResource::Hook(absl::string_view point) const {
   if (options_.crash_hook) options_.crash_hook(point);
@@ -34,29 +97,34 @@ void SqliteResource::Hook(absl::string_view point) const {
 
 absl::Status SqliteResource::WithDatabase(
     const std::function<absl::Status(sqlite::Database*)>& fn) {
-  absl::MutexLock lock(&mu_);
+  Gate gate = GateForThisThread();
+  absl::MutexLock lock(&mu_, absl::Condition(&Gate::Passes, &gate));
   return fn(db_.get());
 }
 
 absl::StatusOr<std::vector<std::string>> SqliteResource::Recover() {
-  absl::MutexLock lock(&mu_);
+  Gate gate = GateForThisThread();
+  absl::MutexLock lock(&mu_, absl::Condition(&Gate::Passes, &gate));
   return participant::ListPrepared(db_.get());
 }
 
 absl::StatusOr<TxnStatus> SqliteResource::Status(const std::string& txn) {
-  absl::MutexLock lock(&mu_);
+  Gate gate = GateForThisThread();
+  absl::MutexLock lock(&mu_, absl::Condition(&Gate::Passes, &gate));
   return participant::ReadTxnStatus(db_.get(), txn);
 }
 
 absl::StatusOr<bool> SqliteResource::IsCommitted(const std::string& message_id) {
-  absl::MutexLock lock(&mu_);
+  Gate gate = GateForThisThread();
+  absl::MutexLock lock(&mu_, absl::Condition(&Gate::Passes, &gate));
   return IsIdCommitted(db_.get(), message_id);
 }
 
 absl::Status SqliteResource::Prepare(const PreparedTxn& txn) {
-  absl::MutexLock lock(&mu_);
+  Gate gate = GateForThisThread();
+  absl::MutexLock lock(&mu_, absl::Condition(&Gate::Passes, &gate));
   sqlite::Database* db = db_.get();
-  ONCE_ASSIGN_OR_RETURN(sqlite::Transaction t, sqlite::Transaction::Begin(db));
+  ONCE_ASSIGN_OR_RETURN(LocalTxn t, LocalTxn::Begin(db, in_group()));
   ONCE_ASSIGN_OR_RETURN(const TxnStatus status, participant::ReadTxnStatus(db, txn.txn));
   if (status != TxnStatus::kAbsent) {
     return absl::AlreadyExistsError(
@@ -81,14 +149,15 @@ absl::Status SqliteResource::Prepare(const PreparedTxn& txn) {
   ONCE_RETURN_IF_ERROR(trial);
   ONCE_RETURN_IF_ERROR(participant::InsertPrepared(db, txn, options_.clock->NowMs()));
   ONCE_RETURN_IF_ERROR(t.Commit());
-  Hook("prepare:journaled");
+  Hook(in_group() ? "prepare:grouped" : "prepare:journaled");
   return absl::OkStatus();
 }
 
 absl::StatusOr<CommitResult> SqliteResource::Commit(const std::string& txn) {
-  absl::MutexLock lock(&mu_);
+  Gate gate = GateForThisThread();
+  absl::MutexLock lock(&mu_, absl::Condition(&Gate::Passes, &gate));
   sqlite::Database* db = db_.get();
-  ONCE_ASSIGN_OR_RETURN(sqlite::Transaction t, sqlite::Transaction::Begin(db));
+  ONCE_ASSIGN_OR_RETURN(LocalTxn t, LocalTxn::Begin(db, in_group()));
   ONCE_ASSIGN_OR_RETURN(const TxnStatus status, participant::ReadTxnStatus(db, txn));
   CommitResult result;
   if (status == TxnStatus::kAbsent) {
@@ -122,9 +191,10 @@ absl::StatusOr<CommitResult> SqliteResource::Commit(const std::string& txn) {
 }
 
 absl::Status SqliteResource::Abort(const std::string& txn) {
-  absl::MutexLock lock(&mu_);
+  Gate gate = GateForThisThread();
+  absl::MutexLock lock(&mu_, absl::Condition(&Gate::Passes, &gate));
   sqlite::Database* db = db_.get();
-  ONCE_ASSIGN_OR_RETURN(sqlite::Transaction t, sqlite::Transaction::Begin(db));
+  ONCE_ASSIGN_OR_RETURN(LocalTxn t, LocalTxn::Begin(db, in_group()));
   ONCE_ASSIGN_OR_RETURN(const TxnStatus status, participant::ReadTxnStatus(db, txn));
   if (status == TxnStatus::kAbsent) return absl::OkStatus();
   if (status == TxnStatus::kCommitted) {
@@ -137,9 +207,10 @@ absl::Status SqliteResource::Abort(const std::string& txn) {
 
 absl::StatusOr<bool> SqliteResource::ApplyOnce(const std::string& message_id,
                                                const std::vector<Effect>& effects) {
-  absl::MutexLock lock(&mu_);
+  Gate gate = GateForThisThread();
+  absl::MutexLock lock(&mu_, absl::Condition(&Gate::Passes, &gate));
   sqlite::Database* db = db_.get();
-  ONCE_ASSIGN_OR_RETURN(sqlite::Transaction t, sqlite::Transaction::Begin(db));
+  ONCE_ASSIGN_OR_RETURN(LocalTxn t, LocalTxn::Begin(db, in_group()));
   ONCE_ASSIGN_OR_RETURN(const bool done, IsIdCommitted(db, message_id));
   if (done) return false;
   ONCE_RETURN_IF_ERROR(RunEffects(db, effects));
@@ -150,9 +221,10 @@ absl::StatusOr<bool> SqliteResource::ApplyOnce(const std::string& message_id,
 }
 
 absl::Status SqliteResource::Apply(const std::vector<Effect>& effects) {
-  absl::MutexLock lock(&mu_);
+  Gate gate = GateForThisThread();
+  absl::MutexLock lock(&mu_, absl::Condition(&Gate::Passes, &gate));
   sqlite::Database* db = db_.get();
-  ONCE_ASSIGN_OR_RETURN(sqlite::Transaction t, sqlite::Transaction::Begin(db));
+  ONCE_ASSIGN_OR_RETURN(LocalTxn t, LocalTxn::Begin(db, in_group()));
   ONCE_RETURN_IF_ERROR(RunEffects(db, effects));
   return t.Commit();
 }

@@ -101,14 +101,15 @@ void StreamSession::Settle(std::string token) {
   Send(json::object{{"type", "credit"}, {"subscription", subscription_}, {"credits", 1}});
   if (token.empty()) return;
   pending_acks_.emplace_back(json::string(token));
-  if (pending_acks_.size() >= ack_batch_max()) Flush();
+  if (pending_acks_.size() >= ack_batch_max()) (void)Flush();  // cannot fail
 }
 
-void StreamSession::Flush() {
-  if (state_ != State::kOpen || pending_acks_.empty()) return;
+absl::Status StreamSession::Flush() {
+  if (state_ != State::kOpen || pending_acks_.empty()) return absl::OkStatus();
   Send(json::object{{"type", "ack"},
                     {"subscription", subscription_},
                     {"tokens", std::exchange(pending_acks_, json::array())}});
+  return absl::OkStatus();
 }
 
 absl::Status StreamSession::Start() {

@@ -51,7 +51,7 @@ class StreamSession final : public Session {
   absl::Status OnFrame(absl::string_view data, bool text) override;
   absl::Status OnTimer() override { return absl::OkStatus(); }
   bool open() const override { return state_ == State::kOpen; }
-  void Flush() override;
+  absl::Status Flush() override;
   bool pending() const override { return !pending_acks_.empty(); }
 
  private:

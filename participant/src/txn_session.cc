@@ -32,7 +32,10 @@ Message ToMessage(const protocol::TxnMessage& m) {
 }  // namespace
 
 absl::Status TxnSession::Start() {
-  ONCE_ASSIGN_OR_RETURN(std::vector<std::string> in_doubt, env_.resource->Recover());
+  if (!failed_.ok()) return failed_;
+  absl::StatusOr<std::vector<std::string>> recovered = env_.resource->Recover();
+  if (!recovered.ok()) return Fail(recovered.status());
+  std::vector<std::string> in_doubt = *std::move(recovered);
   hello_in_doubt_ = std::set<std::string>(in_doubt.begin(), in_doubt.end());
   const ParticipantOptions& o = *env_.options;
   protocol::Hello hello;
@@ -46,12 +49,79 @@ absl::Status TxnSession::Start() {
   return absl::OkStatus();
 }
 
+TxnSession::~TxnSession() { AbandonGroup(); }
+
+absl::Status TxnSession::Fail(absl::Status status) {
+  if (status.ok()) return status;
+  if (failed_.ok()) failed_ = status;
+  AbandonGroup();
+  return status;
+}
+
+absl::Status TxnSession::EnterGroup() {
+  if (!env_.group_commit || group_open_) return absl::OkStatus();
+  ONCE_RETURN_IF_ERROR(env_.resource->BeginGroup());
+  group_open_ = true;
+  return absl::OkStatus();
+}
+
+void TxnSession::AbandonGroup() {
+  if (!group_open_) return;
+  group_open_ = false;
+  held_.clear();
+  held_counts_.clear();
+  env_.resource->AbortGroup();
+}
+
+void TxnSession::Emit(std::string frame) {
+  if (group_open_) {
+    held_.push_back(std::move(frame));
+  } else {
+    env_.send(std::move(frame));
+  }
+}
+
+void TxnSession::Count(std::function<void(ParticipantStats&)> fn) {
+  if (group_open_) {
+    held_counts_.push_back(std::move(fn));
+  } else {
+    env_.stats->Update(fn);
+  }
+}
+
+absl::Status TxnSession::Flush() {
+  if (!failed_.ok()) return failed_;
+  if (!group_open_) return absl::OkStatus();
+  group_open_ = false;
+  std::vector<std::string> frames = std::exchange(held_, {});
+  std::vector<std::function<void(ParticipantStats&)>> counts = std::exchange(held_counts_, {});
+  const absl::Status ended = env_.resource->EndGroup();
+  if (!ended.ok()) {
+    // Nothing of the group is kept: its votes and DONEs must not go out.
+    return Fail(
+        absl::Status(ended.code(), absl::StrCat("group commit failed, ", frames.size(),
+                                                " held frames dropped: ", ended.message())));
+  }
+  Hook("flush:durable");
+  env_.stats->Update([&counts](ParticipantStats& s) {
+    for (const auto& count : counts) count(s);
+  });
+  for (std::string& frame : frames) env_.send(std::move(frame));
+  Hook("flush:sent");
+  return absl::OkStatus();
+}
+
 absl::Status TxnSession::OnFrame(absl::string_view data, bool text) {
-  if (!text) return Violation(absl::StrCat("binary frame of ", data.size(), " bytes"));
+  if (!failed_.ok()) return failed_;
+  if (!text) return Fail(Violation(absl::StrCat("binary frame of ", data.size(), " bytes")));
   absl::StatusOr<protocol::Frame> frame =
       protocol::Decode(std::string_view(data.data(), data.size()));
-  if (!frame.ok()) return Violation(frame.status().message());
-  if (state_ == State::kIdle) return Violation("frame before hello was sent");
+  if (!frame.ok()) return Fail(Violation(frame.status().message()));
+  if (state_ == State::kIdle) return Fail(Violation("frame before hello was sent"));
+  return Fail(Dispatch(*frame));
+}
+
+absl::Status TxnSession::Dispatch(const protocol::Frame& frame) {
   return std::visit(
       [this](const auto& f) -> absl::Status {
         using T = std::decay_t<decltype(f)>;
@@ -74,7 +144,7 @@ absl::Status TxnSession::OnFrame(absl::string_view data, bool text) {
                                         "\" frame from the coordinator"));
         }
       },
-      *frame);
+      frame);
 }
 
 template <typename F>
@@ -114,6 +184,7 @@ absl::Status TxnSession::OnWelcome(const protocol::Welcome& welcome) {
 }
 
 absl::Status TxnSession::OnPrepare(const protocol::Prepare& prepare) {
+  ONCE_RETURN_IF_ERROR(EnterGroup());
   ONCE_ASSIGN_OR_RETURN(const TxnStatus status, env_.resource->Status(prepare.txn));
   if (status != TxnStatus::kAbsent) {
     // A re-sent PREPARE: our YES stands (journaled). If we committed it
@@ -154,7 +225,7 @@ absl::Status TxnSession::OnPrepare(const protocol::Prepare& prepare) {
     return absl::OkStatus();
   }
   SendVote(prepare.txn, true, "");
-  Hook("vote:sent");
+  Hook(group_open_ ? "vote:held" : "vote:sent");
   return absl::OkStatus();
 }
 
@@ -165,32 +236,34 @@ void TxnSession::SendVote(const std::string& txn, bool yes, std::string reason) 
   vote.generation = generation_;
   vote.yes = yes;
   vote.reason = std::move(reason);
-  env_.stats->Update([yes](ParticipantStats& s) { ++(yes ? s.votes_yes : s.votes_no); });
-  env_.send(protocol::Encode(vote));
+  Count([yes](ParticipantStats& s) { ++(yes ? s.votes_yes : s.votes_no); });
+  Emit(protocol::Encode(vote));
 }
 
 absl::Status TxnSession::DoCommit(const std::string& txn) {
+  ONCE_RETURN_IF_ERROR(EnterGroup());
   absl::StatusOr<CommitResult> result = env_.resource->Commit(txn);
   if (absl::IsNotFound(result.status())) {
     return Violation(
         absl::StrCat("commit of txn ", txn, ", which this participant never prepared"));
   }
   ONCE_RETURN_IF_ERROR(result.status());
-  env_.stats->Update([&result](ParticipantStats& s) {
-    ++(result->already_committed ? s.duplicate_commits : s.commits);
-    s.messages_applied += result->applied;
-    s.messages_skipped += result->skipped;
+  Count([r = *result](ParticipantStats& s) {
+    ++(r.already_committed ? s.duplicate_commits : s.commits);
+    s.messages_applied += r.applied;
+    s.messages_skipped += r.skipped;
   });
   reask_.erase(txn);
   protocol::Done done;
   done.txn = txn;
   done.epoch = epoch_;
   done.generation = generation_;
-  env_.send(protocol::Encode(done));
+  Emit(protocol::Encode(done));
   return absl::OkStatus();
 }
 
 absl::Status TxnSession::DoAbort(const std::string& txn) {
+  ONCE_RETURN_IF_ERROR(EnterGroup());
   ONCE_ASSIGN_OR_RETURN(const TxnStatus status, env_.resource->Status(txn));
   if (status == TxnStatus::kCommitted) {
     return Violation(absl::StrCat("abort of txn ", txn, ", which is committed here"));
@@ -198,15 +271,20 @@ absl::Status TxnSession::DoAbort(const std::string& txn) {
   if (status == TxnStatus::kAbsent) return absl::OkStatus();  // voted NO: nothing journaled
   ONCE_RETURN_IF_ERROR(env_.resource->Abort(txn));
   reask_.erase(txn);
-  env_.stats->Update([](ParticipantStats& s) { ++s.aborts; });
+  Count([](ParticipantStats& s) { ++s.aborts; });
   return absl::OkStatus();
 }
 
 absl::Status TxnSession::OnTimer() {
+  if (!failed_.ok()) return failed_;
   if (state_ != State::kOpen) return absl::OkStatus();
   // Re-ask (model rule 5) the transactions that were already in doubt at
   // the previous tick: a fresh one is most likely still being decided.
-  ONCE_ASSIGN_OR_RETURN(const std::vector<std::string> in_doubt, env_.resource->Recover());
+  // Recover only reads and opens no group; inside an open group it sees the
+  // group's prepares (not durable yet), so the re-asks are held with it.
+  absl::StatusOr<std::vector<std::string>> recovered = env_.resource->Recover();
+  if (!recovered.ok()) return Fail(recovered.status());
+  const std::vector<std::string>& in_doubt = *recovered;
   std::set<std::string> now(in_doubt.begin(), in_doubt.end());
   for (const std::string& txn : now) {
     if (reask_.contains(txn)) SendVote(txn, true, "");

@@ -134,11 +134,42 @@ class TimedResource final : public once::Resource {
     auto it = prepared_.find(txn);
     if (r.ok() && !r->already_committed && it != prepared_.end()) {
       // Messages skipped at commit (already committed) applied nothing:
-      // count what was applied, time the staged ones.
-      Record(now, it->second, r->applied);
+      // count what was applied, time the staged ones. In a group the
+      // effect is committed only when the group is: timed at EndGroup.
+      if (in_group_) {
+        grouped_.emplace_back(std::move(it->second), r->applied);
+      } else {
+        Record(now, it->second, r->applied);
+      }
     }
     if (it != prepared_.end()) prepared_.erase(it);
     return r;
+  }
+
+  absl::Status BeginGroup() override {
+    absl::Status s = inner_->BeginGroup();
+    absl::MutexLock lock(&mu_);
+    in_group_ = s.ok();
+    return s;
+  }
+
+  absl::Status EndGroup() override {
+    absl::Status s = inner_->EndGroup();
+    const int64_t now = NowNanos();
+    absl::MutexLock lock(&mu_);
+    if (s.ok()) {
+      for (const auto& [times, applied] : grouped_) Record(now, times, applied);
+    }
+    grouped_.clear();
+    in_group_ = false;
+    return s;
+  }
+
+  void AbortGroup() override {
+    inner_->AbortGroup();
+    absl::MutexLock lock(&mu_);
+    grouped_.clear();
+    in_group_ = false;
   }
 
   absl::Status Abort(const std::string& txn) override {
@@ -208,6 +239,9 @@ class TimedResource final : public once::Resource {
   const bool apply_streamed_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::vector<int64_t>> prepared_ ABSL_GUARDED_BY(mu_);
+  // Inside a group: the commits to time once the group is durable.
+  bool in_group_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::pair<std::vector<int64_t>, int>> grouped_ ABSL_GUARDED_BY(mu_);
   std::vector<int64_t> latencies_ ABSL_GUARDED_BY(mu_);
   int64_t applied_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t first_commit_ns_ ABSL_GUARDED_BY(mu_) = 0;

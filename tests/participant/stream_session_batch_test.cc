@@ -101,14 +101,14 @@ TEST_F(StreamSessionBatchTest, ABurstIsAckedByOneFrameAtFlush) {
   }
   EXPECT_TRUE(session_->pending());
   EXPECT_THAT(*testing::Balances(resource_.get()), ElementsAre(Pair("alice", 5)));
-  session_->Flush();
+  ONCE_ASSERT_OK(session_->Flush());
   EXPECT_FALSE(session_->pending());
   ASSERT_EQ(Sent("ack").size(), 1u);
   EXPECT_EQ(Sent("ack")[0].at("subscription").to_number<int64_t>(), 1);
   EXPECT_THAT(Tokens(Sent("ack")[0]), ElementsAre("tok-0", "tok-1", "tok-2", "tok-3", "tok-4"));
   // Nothing more to send.
   const size_t frames = sent_.size();
-  session_->Flush();
+  ONCE_ASSERT_OK(session_->Flush());
   EXPECT_EQ(sent_.size(), frames);
   EXPECT_EQ(stats_.Get().acks, 5u);
 }
@@ -140,7 +140,7 @@ TEST_F(StreamSessionBatchTest, NacksAndCreditsGoAtOnce) {
   EXPECT_THAT(Tokens(Sent("nack")[0]), ElementsAre("tok-1"));
   EXPECT_EQ(Sent("credit").size(), 2u);
   EXPECT_TRUE(Sent("ack").empty());
-  session_->Flush();
+  ONCE_ASSERT_OK(session_->Flush());
   ASSERT_EQ(Sent("ack").size(), 1u);
   EXPECT_THAT(Tokens(Sent("ack")[0]), ElementsAre("tok-0"));
 }
@@ -152,7 +152,7 @@ TEST_F(StreamSessionBatchTest, AppliedDuplicatesAreAckedInTheBatchToo) {
   std::string again = MessageFrame(0, "dave:3");
   again.replace(again.find("tok-0"), 5, "tok-9");
   ONCE_ASSERT_OK(session_->OnFrame(again, true));
-  session_->Flush();
+  ONCE_ASSERT_OK(session_->Flush());
   ASSERT_EQ(Sent("ack").size(), 1u);
   EXPECT_THAT(Tokens(Sent("ack")[0]), ElementsAre("tok-0", "tok-9"));
   EXPECT_THAT(*testing::Balances(resource_.get()), ElementsAre(Pair("dave", 3)));
@@ -172,7 +172,7 @@ TEST_F(StreamSessionBatchTest, FlushBeforeSubscribedSendsNothing) {
   StreamSession s(std::move(env));
   ONCE_ASSERT_OK(s.Start());
   sent_.clear();
-  s.Flush();
+  ONCE_ASSERT_OK(s.Flush());
   EXPECT_TRUE(sent_.empty());
   EXPECT_FALSE(s.pending());
 }

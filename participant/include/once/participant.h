@@ -83,6 +83,15 @@ struct ParticipantOptions {
   int64_t connect_timeout_ms = 5'000;
   // Largest frame accepted from the service.
   uint64_t max_frame_bytes = 64ull << 20;
+  // Exactly-once: the frames of one burst (those already arrived when the
+  // SDK gets to them) share one local transaction of the resource, hence
+  // one fsync (Resource::BeginGroup/EndGroup), and their votes and DONEs
+  // are sent once it is durable. A YES vote still means "durably
+  // prepared", a DONE "durably applied". Off: one local transaction (and
+  // fsync) per prepare and per commit, each answered at once. A resource
+  // without grouping (the Resource defaults) behaves as off, except that
+  // its frames still go out at the end of the burst.
+  bool group_commit = true;
 };
 
 // Called once per message. Stage effects into `staging` and return OK; an

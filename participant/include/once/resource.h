@@ -18,6 +18,19 @@
 // all ids recorded) or absent, never in between; an id is recorded iff its
 // effects were applied.
 //
+// Group commit: the SDK may bracket the calls it makes for one burst of
+// frames with BeginGroup() ... EndGroup(), so that the burst's prepares and
+// commits share ONE local transaction and one flush to disk. Inside a
+// group, Prepare/Commit/Abort are NOT durable on return; each call is
+// still atomic on its own (an error undoes that call's part only), and the
+// calls and reads that follow see its effects. EndGroup makes the whole
+// group durable at once, or fails and keeps nothing of it. The SDK sends
+// no vote and no DONE for a call of the group before EndGroup returned OK,
+// so the crash contract above holds at every instant: a crash inside a
+// group leaves each of its transactions as it was before the group (no
+// frame about it was sent). A resource without grouping keeps the default
+// no-ops: each call is then durable on return, as without groups.
+//
 // Thread-safety: the SDK calls a resource from its one session thread;
 // implementations may be called from other threads too only where they say
 // so (SqliteResource: every method is thread-safe).
@@ -74,7 +87,8 @@ class Resource {
   // streamed delivery).
   virtual absl::StatusOr<bool> IsCommitted(const std::string& message_id) = 0;
 
-  // Durable on OK. An error means "vote NO" (nothing was journaled):
+  // Durable on OK (inside a group: with the group's EndGroup). An error
+  // means "vote NO" (nothing was journaled):
   // kInvalidArgument when the effects cannot apply (the SqliteResource
   // tries them against the current state and rolls them back),
   // kAlreadyExists when the transaction is already journaled.
@@ -95,6 +109,27 @@ class Resource {
 
   // At-least-once mode: applies `effects` in one local transaction.
   virtual absl::Status Apply(const std::vector<Effect>& effects) = 0;
+
+  // Opens a group (see "Group commit" above): the calls that follow, on
+  // the same thread, up to EndGroup/AbortGroup, share one local
+  // transaction and are not durable on return. kFailedPrecondition when
+  // this thread has a group open already. Default: nothing (every call
+  // stays durable on its own).
+  virtual absl::Status BeginGroup() { return absl::OkStatus(); }
+
+  // Makes everything done since BeginGroup durable at once (on the thread
+  // that called BeginGroup). On an error nothing of the group is kept (the
+  // resource rolls it all back) and the group is over either way.
+  // kFailedPrecondition when this thread has no group open.
+  virtual absl::Status EndGroup() { return absl::OkStatus(); }
+
+  // Ends the group keeping nothing of it: the SDK calls it when a session
+  // fails (or ends) with a group open, whose frames it will never send.
+  // Default: EndGroup(), its result ignored; keeping the group would be
+  // safe too, since nothing of it was acknowledged (a durable prepare
+  // without a vote is presumed aborted by the coordinator, a durable
+  // commit without DONE is answered DONE when COMMIT comes again).
+  virtual void AbortGroup() { (void)EndGroup(); }
 };
 
 }  // namespace once

@@ -1,0 +1,199 @@
+// The Participant with group commit on and off, against the scripted fake
+// coordinator over real WebSocket connections on 127.0.0.1: a vote is only
+// seen once its prepare is in the file, a burst is answered whole, and a
+// group that fails to commit ends the session without any of its frames
+// (the participant reconnects with nothing of it in doubt).
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "boost/json/object.hpp"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "once/participant.h"
+#include "schema/txn_protocol.h"
+#include "tests/participant/failing_end_resource.h"
+#include "tests/participant/fake_coordinator.h"
+#include "tests/participant/ledger_testing.h"
+#include "tests/testing/status_matchers.h"
+
+namespace once {
+namespace {
+
+namespace json = boost::json;
+using ::once::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Pair;
+
+constexpr uint64_t kEpoch = 7;
+
+std::string Welcome(uint64_t generation) {
+  protocol::Welcome w;
+  w.epoch = kEpoch;
+  w.generation = generation;
+  return protocol::Encode(w);
+}
+
+std::string Prepare(const std::string& txn, uint64_t generation, uint64_t offset,
+                    const std::string& value) {
+  protocol::TxnMessage m;
+  m.id = protocol::MessageId("payments", 0, offset);
+  m.offset = offset;
+  m.value = value;
+  protocol::Prepare p;
+  p.txn = txn;
+  p.epoch = kEpoch;
+  p.generation = generation;
+  p.messages = {m};
+  return protocol::Encode(p);
+}
+
+std::string Commit(const std::string& txn, uint64_t generation) {
+  protocol::Commit c;
+  c.txn = txn;
+  c.epoch = kEpoch;
+  c.generation = generation;
+  return protocol::Encode(c);
+}
+
+std::string Str(const json::object& o, const char* field) {
+  auto it = o.find(field);
+  return it != o.end() && it->value().is_string() ? std::string(it->value().get_string()) : "";
+}
+
+class ParticipantGroupTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("once_participant_group_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    path_ = (dir_ / "ledger.db").string();
+    auto r = testing::OpenLedger(path_);
+    ASSERT_TRUE(r.ok()) << r.status();
+    resource_ = std::move(r).value();
+  }
+  void TearDown() override {
+    participant_.reset();
+    resource_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  ParticipantOptions Options(bool group_commit) {
+    ParticipantOptions o;
+    o.url = fake_.url();
+    o.topic = "payments";
+    o.group = "ledger";
+    o.participant_id = "ledger-1";
+    o.window = 4;
+    o.backoff_min_ms = 5;
+    o.backoff_max_ms = 40;
+    o.reask_interval_ms = 60'000;
+    o.group_commit = group_commit;
+    return o;
+  }
+
+  void Start(bool group_commit, Resource* resource = nullptr) {
+    ONCE_ASSERT_OK_AND_ASSIGN(
+        participant_,
+        Participant::Create(Options(group_commit), resource != nullptr ? resource : resource_.get(),
+                            testing::LedgerHandler));
+    ONCE_ASSERT_OK(participant_->Start());
+  }
+
+  // The next frame of `type` on connection n, with its "txn".
+  std::string ReceiveTxn(int n, const std::string& type) {
+    auto frame = fake_.ReceiveType(n, type);
+    EXPECT_TRUE(frame.ok()) << frame.status();
+    return frame.ok() ? Str(*frame, "txn") : "";
+  }
+
+  // The txn's journal state as another connection sees the file: what is
+  // committed there (0 = absent).
+  int64_t StateInFile(const std::string& txn) {
+    sqlite::DatabaseOptions options;
+    options.read_only = true;
+    auto db = sqlite::Database::Open(path_, options);
+    if (!db.ok()) return -1;
+    return (*db)
+        ->QueryInt64("SELECT COALESCE(MAX(state), 0) FROM once_txns WHERE txn = '" + txn + "'")
+        .value_or(-1);
+  }
+
+  testing::FakeCoordinator fake_;
+  std::filesystem::path dir_;
+  std::string path_;
+  std::unique_ptr<SqliteResource> resource_;
+  std::unique_ptr<Participant> participant_;
+};
+
+TEST_F(ParticipantGroupTest, BurstIsAnsweredOnlyOnceDurable) {
+  Start(/*group_commit=*/true);
+  ASSERT_TRUE(fake_.ReceiveType(1, "hello").ok());
+  fake_.SendText(1, Welcome(1));
+  // Two prepares back to back: most likely one burst, one group.
+  fake_.SendText(1, Prepare("7.1", 1, 0, "alice:10"));
+  fake_.SendText(1, Prepare("7.2", 1, 1, "bob:3"));
+  EXPECT_EQ(ReceiveTxn(1, "vote"), "7.1");
+  EXPECT_EQ(StateInFile("7.1"), 1);  // prepared, in the file, when the vote came
+  EXPECT_EQ(ReceiveTxn(1, "vote"), "7.2");
+  EXPECT_EQ(StateInFile("7.2"), 1);
+  fake_.SendText(1, Commit("7.1", 1));
+  fake_.SendText(1, Commit("7.2", 1));
+  EXPECT_EQ(ReceiveTxn(1, "done"), "7.1");
+  EXPECT_EQ(StateInFile("7.1"), 2);  // committed, in the file, when DONE came
+  EXPECT_EQ(ReceiveTxn(1, "done"), "7.2");
+  EXPECT_EQ(StateInFile("7.2"), 2);
+  EXPECT_THAT(*testing::Balances(resource_.get()), ElementsAre(Pair("alice", 10), Pair("bob", 3)));
+  const ParticipantStats s = participant_->stats();
+  EXPECT_EQ(s.votes_yes, 2u);
+  EXPECT_EQ(s.commits, 2u);
+  EXPECT_EQ(s.session_failures, 0u);
+}
+
+TEST_F(ParticipantGroupTest, GroupCommitOffStillCommitsExactlyOnce) {
+  Start(/*group_commit=*/false);
+  ASSERT_TRUE(fake_.ReceiveType(1, "hello").ok());
+  fake_.SendText(1, Welcome(1));
+  fake_.SendText(1, Prepare("7.1", 1, 0, "alice:10"));
+  EXPECT_EQ(ReceiveTxn(1, "vote"), "7.1");
+  EXPECT_EQ(StateInFile("7.1"), 1);
+  fake_.SendText(1, Commit("7.1", 1));
+  EXPECT_EQ(ReceiveTxn(1, "done"), "7.1");
+  fake_.SendText(1, Commit("7.1", 1));  // duplicate: DONE again, nothing applied
+  EXPECT_EQ(ReceiveTxn(1, "done"), "7.1");
+  EXPECT_THAT(*testing::Balances(resource_.get()), ElementsAre(Pair("alice", 10)));
+  EXPECT_EQ(participant_->stats().duplicate_commits, 1u);
+}
+
+TEST_F(ParticipantGroupTest, FailedGroupCommitEndsTheSessionWithoutItsVote) {
+  testing::FailingEndResource failing(resource_.get());
+  failing.fail_end = true;
+  Start(/*group_commit=*/true, &failing);
+  ASSERT_TRUE(fake_.ReceiveType(1, "hello").ok());
+  fake_.SendText(1, Welcome(1));
+  fake_.SendText(1, Prepare("7.1", 1, 0, "alice:10"));
+  // The participant closes: no vote ever came on connection 1.
+  EXPECT_THAT(fake_.ReceiveType(1, "vote"), StatusIs(absl::StatusCode::kUnavailable));
+  // It reconnects, with nothing in doubt: the group was rolled back.
+  failing.fail_end = false;
+  auto hello = fake_.ReceiveType(2, "hello");
+  ASSERT_TRUE(hello.ok()) << hello.status();
+  EXPECT_TRUE(hello->at("in_doubt").as_array().empty());
+  EXPECT_EQ(StateInFile("7.1"), 0);
+  fake_.SendText(2, Welcome(2));
+  fake_.SendText(2, Prepare("7.1", 2, 0, "alice:10"));
+  EXPECT_EQ(ReceiveTxn(2, "vote"), "7.1");
+  const ParticipantStats s = participant_->stats();
+  EXPECT_GE(s.session_failures, 1u);
+  EXPECT_THAT(s.last_error, HasSubstr("disk gone"));
+  EXPECT_EQ(s.votes_yes, 1u);  // only the vote that was sent
+  participant_.reset();        // stops before `failing` goes
+}
+
+}  // namespace
+}  // namespace once
