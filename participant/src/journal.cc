@@ -159,15 +159,18 @@ absl::Status RunEffects(sqlite::Database* db, const std::vector<Effect>& effects
   return absl::OkStatus();
 }
 
-absl::Status RecordCommittedId(sqlite::Database* db, absl::string_view message_id,
-                               absl::string_view txn, int64_t now_ms) {
+absl::StatusOr<bool> ClaimMessageId(sqlite::Database* db, absl::string_view message_id,
+                                    absl::string_view txn, int64_t now_ms) {
+  // ON CONFLICT on the key only: any other constraint still fails loudly.
   ONCE_ASSIGN_OR_RETURN(sqlite::Statement s,
                         db->PrepareCached("INSERT INTO once_committed_messages (message_id, txn, "
-                                          "committed_ms) VALUES (?1, ?2, ?3)"));
+                                          "committed_ms) VALUES (?1, ?2, ?3) "
+                                          "ON CONFLICT (message_id) DO NOTHING"));
   ONCE_RETURN_IF_ERROR(s.BindText(1, message_id));
   ONCE_RETURN_IF_ERROR(s.BindText(2, txn));
   ONCE_RETURN_IF_ERROR(s.BindInt64(3, now_ms));
-  return s.Run();
+  ONCE_RETURN_IF_ERROR(s.Run());
+  return db->Changes() == 1;
 }
 
 absl::Status MarkCommitted(sqlite::Database* db, absl::string_view txn, int64_t now_ms) {

@@ -58,8 +58,12 @@ absl::Status ExecCached(sqlite::Database* db, absl::string_view sql);
 // bound values; the statement's own error otherwise.
 absl::Status RunEffects(sqlite::Database* db, const std::vector<Effect>& effects);
 
-absl::Status RecordCommittedId(sqlite::Database* db, absl::string_view message_id,
-                               absl::string_view txn, int64_t now_ms);
+// Records `message_id` as committed (by `txn`, "" for a streamed
+// delivery) unless it is already: true when recorded now, false when it
+// was there. One statement for the guard and the record (model rule 3):
+// the caller applies the effects only on true, in the same transaction.
+absl::StatusOr<bool> ClaimMessageId(sqlite::Database* db, absl::string_view message_id,
+                                    absl::string_view txn, int64_t now_ms);
 // Marks the transaction committed and drops its staged messages.
 absl::Status MarkCommitted(sqlite::Database* db, absl::string_view txn, int64_t now_ms);
 // Deletes the transaction's row and staged messages.

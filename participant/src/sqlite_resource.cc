@@ -174,13 +174,15 @@ absl::StatusOr<CommitResult> SqliteResource::Commit(const std::string& txn) {
     // The guard again, at apply time (model rule 3): another transaction
     // may have committed this id since the vote (a redelivery after a
     // lease timed out), or the id repeats inside this transaction.
-    ONCE_ASSIGN_OR_RETURN(const bool done, IsIdCommitted(db, m.message_id));
-    if (m.skipped || done) {
+    bool claimed = false;
+    if (!m.skipped) {
+      ONCE_ASSIGN_OR_RETURN(claimed, participant::ClaimMessageId(db, m.message_id, txn, now));
+    }
+    if (!claimed) {
       ++result.skipped;
       continue;
     }
     ONCE_RETURN_IF_ERROR(RunEffects(db, m.effects));
-    ONCE_RETURN_IF_ERROR(participant::RecordCommittedId(db, m.message_id, txn, now));
     if (result.applied++ == 0) Hook("commit:applying");
   }
   ONCE_RETURN_IF_ERROR(participant::MarkCommitted(db, txn, now));
@@ -211,11 +213,10 @@ absl::StatusOr<bool> SqliteResource::ApplyOnce(const std::string& message_id,
   absl::MutexLock lock(&mu_, absl::Condition(&Gate::Passes, &gate));
   sqlite::Database* db = db_.get();
   ONCE_ASSIGN_OR_RETURN(LocalTxn t, LocalTxn::Begin(db, in_group()));
-  ONCE_ASSIGN_OR_RETURN(const bool done, IsIdCommitted(db, message_id));
-  if (done) return false;
+  ONCE_ASSIGN_OR_RETURN(const bool claimed, participant::ClaimMessageId(db, message_id, /*txn=*/"",
+                                                                        options_.clock->NowMs()));
+  if (!claimed) return false;  // the transaction rolls back: nothing changed
   ONCE_RETURN_IF_ERROR(RunEffects(db, effects));
-  ONCE_RETURN_IF_ERROR(
-      participant::RecordCommittedId(db, message_id, /*txn=*/"", options_.clock->NowMs()));
   ONCE_RETURN_IF_ERROR(t.Commit());
   return true;
 }
