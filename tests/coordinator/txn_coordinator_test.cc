@@ -409,6 +409,36 @@ TEST_F(TxnCoordinatorTest, SecondHelloFencesTheFirstConnection) {
   EXPECT_EQ(again->messages[0].delivery_count, 2u);
 }
 
+TEST_F(TxnCoordinatorTest, AFrameAboutAnotherParticipantsTxnIsRefused) {
+  Publish(1);
+  auto ch1 = NewChannel();
+  protocol::Welcome w1 = Hello(ch1, {}, 1, "p1");
+  std::optional<protocol::Prepare> p = ch1->Next<protocol::Prepare>(&ch1->cursor);
+  ASSERT_TRUE(p.has_value());
+  auto ch2 = NewChannel();
+  protocol::Welcome w2 = Hello(ch2, {}, 1, "p2");
+  // p2's own session is current, but the txn is p1's: neither its YES nor
+  // its DONE may decide or finish it.
+  Vote(ch2, w2, p->txn, true);
+  std::optional<protocol::Error> e = ch2->Next<protocol::Error>(&ch2->cursor);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->code, "wrong_participant");
+  EXPECT_THAT(e->message, ::testing::HasSubstr("\"p1\""));
+  Done(ch2, w2, p->txn);
+  e = ch2->Next<protocol::Error>(&ch2->cursor);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->code, "wrong_participant");
+  ONCE_ASSERT_OK_AND_ASSIGN(TxnView v, engine_->Get(p->txn));
+  EXPECT_EQ(v.record.state, TxnState::kPreparing);
+  EXPECT_EQ(ch2->Count<protocol::Commit>(), 0);
+  // The owner still decides it.
+  Vote(ch1, w1, p->txn, true);
+  ASSERT_TRUE(ch1->Next<protocol::Commit>(&ch1->cursor).has_value());
+  Done(ch1, w1, p->txn);
+  ASSERT_TRUE(WaitDone(p->txn));
+  EXPECT_EQ(Acked(), 1);
+}
+
 TEST_F(TxnCoordinatorTest, VoteForClosedTxnIsAnsweredWithItsOutcome) {
   Publish(1);
   auto ch = NewChannel();
