@@ -1,33 +1,38 @@
 #include "broker/disk_log.h"
 
-#include <stdlib.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "broker/record.h"
 #include "broker/record_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "schema/coding.h"
-#include "tests/testing/fake_clock.h"
+#include "tests/broker/disk_log_fixture.h"
 #include "tests/testing/status_matchers.h"
 
 namespace once::broker {
 namespace {
 
 namespace fs = std::filesystem;
-using ::once::testing::FakeClock;
+using ::once::broker::disk_log_testing::AtOffset;
+using ::once::broker::disk_log_testing::DiskLogTest;
+using ::once::broker::disk_log_testing::FlipBit;
+using ::once::broker::disk_log_testing::FramePositions;
+using ::once::broker::disk_log_testing::IsOkAndHolds;
+using ::once::broker::disk_log_testing::kT0;
+using ::once::broker::disk_log_testing::MakeRecord;
+using ::once::broker::disk_log_testing::ReadFile;
+using ::once::broker::disk_log_testing::WriteFile;
 using ::once::testing::IsOk;
 using ::once::testing::StatusIs;
 using ::testing::AllOf;
@@ -35,153 +40,6 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
-
-constexpr int64_t kT0 = 1'700'000'000'000;
-
-MATCHER_P(IsOkAndHolds, expected, "is OK and holds " + ::testing::PrintToString(expected)) {
-  if (!arg.ok()) {
-    *result_listener << "status is " << arg.status();
-    return false;
-  }
-  return ::testing::ExplainMatchResult(expected, *arg, result_listener);
-}
-
-Record MakeRecord(int64_t i, int64_t timestamp_ms = kT0, size_t pad = 40) {
-  Record r;
-  r.timestamp_ms = timestamp_ms;
-  r.flags = kRecordHasKey;
-  r.key = absl::StrCat("key-", i);
-  if (i % 3 == 0) r.idempotency_key = absl::StrCat("idem-", i);
-  if (i % 2 == 0) r.headers = {{"h", absl::StrCat(i)}, {"trace", "t"}};
-  r.value = absl::StrCat("value-", i, "-", std::string(pad, static_cast<char>('a' + i % 26)));
-  return r;
-}
-
-// `r` as Read returns it after being appended at `offset`.
-Record AtOffset(Record r, int64_t offset) {
-  r.offset = offset;
-  return r;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-void WriteFile(const std::string& path, const std::string& data) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(data.data(), static_cast<std::streamsize>(data.size()));
-}
-
-void FlipBit(const std::string& path, int64_t position, int bit = 0) {
-  std::string data = ReadFile(path);
-  ASSERT_LT(position, static_cast<int64_t>(data.size()));
-  data[position] = static_cast<char>(data[position] ^ (1 << bit));
-  WriteFile(path, data);
-}
-
-// Byte positions of the frames in a segment file, from its bytes.
-std::vector<int64_t> FramePositions(const std::string& path) {
-  const std::string data = ReadFile(path);
-  std::vector<int64_t> positions;
-  size_t pos = 0;
-  while (pos < data.size()) {
-    Record r;
-    absl::StatusOr<size_t> n = DecodeFrame(absl::string_view(data).substr(pos), &r);
-    EXPECT_THAT(n, IsOk()) << path << " at " << pos;
-    if (!n.ok()) break;
-    positions.push_back(static_cast<int64_t>(pos));
-    pos += *n;
-  }
-  return positions;
-}
-
-class DiskLogTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string tmpl = JoinTemp("disk_log_test.XXXXXX");
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    root_ = tmpl;
-    dir_ = root_ + "/p0";
-  }
-  void TearDown() override { fs::remove_all(root_); }
-
-  static std::string JoinTemp(const std::string& name) {
-    std::string t = ::testing::TempDir();
-    if (!t.empty() && t.back() != '/') t += '/';
-    return t + name;
-  }
-
-  DiskLogOptions Options() const {
-    DiskLogOptions o;
-    o.dir = dir_;
-    o.fsync = FsyncPolicy::kNever;
-    o.clock = &clock_;
-    return o;
-  }
-
-  // Small segments and a dense index, so that tests roll and seek.
-  DiskLogOptions SmallSegments() const {
-    DiskLogOptions o = Options();
-    o.segment_bytes = 1024;
-    o.index_interval_bytes = 128;
-    return o;
-  }
-
-  std::string SegmentPath(int64_t base, const std::string& dir = "") const {
-    return absl::StrCat(dir.empty() ? dir_ : dir, "/", absl::StrFormat("%020d", base), ".log");
-  }
-  std::string IndexPath(int64_t base) const {
-    return absl::StrCat(dir_, "/", absl::StrFormat("%020d", base), ".index");
-  }
-
-  std::vector<int64_t> SegmentBases() const {
-    std::vector<int64_t> bases;
-    for (const auto& e : fs::directory_iterator(dir_)) {
-      const std::string name = e.path().filename().string();
-      if (name.size() == 24 && name.substr(20) == ".log")
-        bases.push_back(std::stoll(name.substr(0, 20)));
-    }
-    std::sort(bases.begin(), bases.end());
-    return bases;
-  }
-
-  // Appends records [from, to) one per Append.
-  void AppendRange(DiskLog* log, int64_t from, int64_t to, int64_t ts_step = 0) {
-    for (int64_t i = from; i < to; ++i) {
-      ONCE_ASSERT_OK_AND_ASSIGN(int64_t offset, log->Append({MakeRecord(i, kT0 + i * ts_step)}));
-      ASSERT_EQ(offset, i);
-    }
-  }
-
-  // Every record of the log, read in pieces of `chunk` records.
-  std::vector<Record> ReadAll(const Log& log, size_t chunk = 7) const {
-    std::vector<Record> all;
-    int64_t offset = log.FirstOffset();
-    while (offset < log.NextOffset()) {
-      absl::StatusOr<std::vector<Record>> got = log.Read(offset, ReadLimits{chunk, 1 << 20});
-      EXPECT_THAT(got, IsOk());
-      if (!got.ok() || got->empty()) break;
-      offset = got->back().offset + 1;
-      for (Record& r : *got) all.push_back(std::move(r));
-    }
-    return all;
-  }
-
-  void ExpectRecords(const Log& log, int64_t from, int64_t to, int64_t ts_step = 0) const {
-    std::vector<Record> all = ReadAll(log);
-    ASSERT_THAT(all, SizeIs(to - from));
-    for (int64_t i = from; i < to; ++i) {
-      EXPECT_EQ(all[i - from], AtOffset(MakeRecord(i, kT0 + i * ts_step), i)) << "offset " << i;
-    }
-  }
-
-  mutable FakeClock clock_{kT0};
-  std::string root_;
-  std::string dir_;
-};
-
-// --- Basics ---
 
 TEST_F(DiskLogTest, EmptyLogOpensAndReopens) {
   {
@@ -433,272 +291,6 @@ TEST_F(DiskLogTest, EmptyActiveSegmentAfterACrashedRollIsFine) {
   EXPECT_EQ(log->NextOffset(), 5);
   AppendRange(log.get(), 5, 8);
   ExpectRecords(*log, 0, 8);
-}
-
-// --- Torn tails ---
-
-// Writes 6 records (the last one alone in its Append), then, for every byte
-// position inside the last record, cuts a copy of the segment there and
-// reopens it.
-TEST_F(DiskLogTest, TornTailAtEveryByteOfTheLastRecordIsCut) {
-  {
-    DiskLogOptions o = Options();
-    o.fsync = FsyncPolicy::kAlways;
-    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
-    AppendRange(log.get(), 0, 6);
-  }
-  const std::string original = ReadFile(SegmentPath(0));
-  const std::vector<int64_t> frames = FramePositions(SegmentPath(0));
-  ASSERT_THAT(frames, SizeIs(6));
-  const int64_t start = frames.back();
-  const int64_t end = static_cast<int64_t>(original.size());
-  for (int64_t cut = start; cut < end; ++cut) {
-    SCOPED_TRACE(absl::StrCat("cut at byte ", cut));
-    const std::string dir = absl::StrCat(root_, "/cut", cut);
-    fs::create_directories(dir);
-    WriteFile(SegmentPath(0, dir), original.substr(0, cut));
-    DiskLogOptions o = Options();
-    o.dir = dir;
-    {
-      ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
-      const RecoveryReport& report = log->recovery_report();
-      EXPECT_EQ(report.truncated_bytes, cut - start);
-      EXPECT_EQ(report.truncated_file, cut > start ? SegmentPath(0, dir) : "");
-      EXPECT_EQ(report.dropped_corrupt_bytes, 0);
-      EXPECT_EQ(log->NextOffset(), 5);
-      EXPECT_EQ(fs::file_size(SegmentPath(0, dir)), static_cast<uintmax_t>(start));
-      ONCE_ASSERT_OK_AND_ASSIGN(int64_t offset, log->Append({MakeRecord(5)}));
-      EXPECT_EQ(offset, 5);
-    }
-    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
-    EXPECT_EQ(log->recovery_report().truncated_bytes, 0);
-    std::vector<Record> all = ReadAll(*log);
-    ASSERT_THAT(all, SizeIs(6));
-    for (int64_t i = 0; i < 6; ++i) EXPECT_EQ(all[i], AtOffset(MakeRecord(i), i));
-    log.reset();
-    fs::remove_all(dir);
-  }
-}
-
-TEST_F(DiskLogTest, TornBatchKeepsItsCompleteRecordsAndSealedSegmentsStay) {
-  {
-    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
-    AppendRange(log.get(), 0, 30);
-    std::vector<Record> batch;
-    for (int i = 30; i < 34; ++i) batch.push_back(MakeRecord(i));
-    ONCE_ASSERT_OK_AND_ASSIGN(int64_t first, log->Append(batch));
-    ASSERT_EQ(first, 30);
-  }
-  const int64_t last = SegmentBases().back();
-  const std::string path = SegmentPath(last);
-  const std::vector<int64_t> frames = FramePositions(path);
-  ASSERT_GE(frames.size(), 4u);
-  // The batch's third record is torn: two of the batch survive.
-  const int64_t torn_at = frames[frames.size() - 2];
-  const int64_t size = static_cast<int64_t>(fs::file_size(path));
-  fs::resize_file(path, static_cast<uintmax_t>(torn_at + 10));
-  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
-  EXPECT_EQ(log->recovery_report().truncated_bytes, 10);
-  EXPECT_EQ(log->recovery_report().truncated_file, path);
-  EXPECT_LT(torn_at, size);
-  EXPECT_EQ(log->NextOffset(), 32);
-  ExpectRecords(*log, 0, 32);
-}
-
-TEST_F(DiskLogTest, ZeroFilledTailIsCutAsTorn) {
-  // A crash can leave the file longer than the data that reached the disk,
-  // the rest reading as zeros.
-  {
-    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
-    AppendRange(log.get(), 0, 4);
-  }
-  const int64_t size = static_cast<int64_t>(fs::file_size(SegmentPath(0)));
-  fs::resize_file(SegmentPath(0), static_cast<uintmax_t>(size + 4096));
-  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
-  EXPECT_EQ(log->recovery_report().truncated_bytes, 4096);
-  ExpectRecords(*log, 0, 4);
-}
-
-TEST_F(DiskLogTest, DamagedLastRecordWithNothingAfterItIsATornTail) {
-  {
-    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
-    AppendRange(log.get(), 0, 4);
-  }
-  const std::vector<int64_t> frames = FramePositions(SegmentPath(0));
-  const int64_t size = static_cast<int64_t>(fs::file_size(SegmentPath(0)));
-  FlipBit(SegmentPath(0), frames[3] + 40);
-  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
-  EXPECT_EQ(log->recovery_report().truncated_bytes, size - frames[3]);
-  ExpectRecords(*log, 0, 3);
-}
-
-// --- Corruption in the middle ---
-
-TEST_F(DiskLogTest, BitFlipInAMiddleRecordIsDataLossNamingFileAndByte) {
-  {
-    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
-    AppendRange(log.get(), 0, 8);
-  }
-  const std::vector<int64_t> frames = FramePositions(SegmentPath(0));
-  const std::string pristine = ReadFile(SegmentPath(0));
-  // In the CRC, the magic, the offset, the timestamp and the payload.
-  for (int64_t delta : {0, 4, 14, 22, 50}) {
-    SCOPED_TRACE(absl::StrCat("byte ", delta, " of record 3"));
-    WriteFile(SegmentPath(0), pristine);
-    FlipBit(SegmentPath(0), frames[3] + delta, 2);
-    EXPECT_THAT(
-        DiskLog::Open(Options()),
-        StatusIs(absl::StatusCode::kDataLoss,
-                 AllOf(HasSubstr(SegmentPath(0)), HasSubstr(absl::StrCat("at byte ", frames[3])),
-                       HasSubstr("an intact record (offset 4) follows"))));
-  }
-  // The refused log was not changed.
-  EXPECT_EQ(fs::file_size(SegmentPath(0)), pristine.size());
-}
-
-TEST_F(DiskLogTest, BitFlipInAMiddleRecordWithTruncatePolicyKeepsWhatCameBefore) {
-  {
-    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
-    AppendRange(log.get(), 0, 8);
-  }
-  const std::vector<int64_t> frames = FramePositions(SegmentPath(0));
-  const int64_t size = static_cast<int64_t>(fs::file_size(SegmentPath(0)));
-  FlipBit(SegmentPath(0), frames[3] + 50);
-  DiskLogOptions o = Options();
-  o.on_corruption = CorruptionPolicy::kTruncate;
-  {
-    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
-    const RecoveryReport& report = log->recovery_report();
-    EXPECT_EQ(report.dropped_corrupt_bytes, size - frames[3]);
-    EXPECT_EQ(report.truncated_bytes, 0);
-    EXPECT_THAT(report.corruption, HasSubstr(absl::StrCat("at byte ", frames[3])));
-    EXPECT_EQ(log->NextOffset(), 3);
-    ExpectRecords(*log, 0, 3);
-    AppendRange(log.get(), 3, 5);
-  }
-  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
-  ExpectRecords(*log, 0, 5);
-}
-
-TEST_F(DiskLogTest, ImpossibleLengthInTheMiddleIsDataLoss) {
-  {
-    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
-    AppendRange(log.get(), 0, 8);
-  }
-  const std::vector<int64_t> frames = FramePositions(SegmentPath(0));
-  const std::string pristine = ReadFile(SegmentPath(0));
-  // Out of the valid range; in range but past the end of the file; in range
-  // and inside the file but not where the next record starts.
-  for (uint32_t length : {0xfffffff0u, 100u << 20, 64u}) {
-    SCOPED_TRACE(absl::StrCat("length ", length));
-    std::string data = pristine;
-    EncodeFixed32(data.data() + frames[2] + 8, length);
-    WriteFile(SegmentPath(0), data);
-    EXPECT_THAT(
-        DiskLog::Open(Options()),
-        StatusIs(absl::StatusCode::kDataLoss,
-                 AllOf(HasSubstr(SegmentPath(0)), HasSubstr(absl::StrCat("at byte ", frames[2])))));
-  }
-}
-
-TEST_F(DiskLogTest, RecordWithTheWrongOffsetIsDataLoss) {
-  {
-    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
-    AppendRange(log.get(), 0, 3);
-  }
-  // A record of another log (offset 0 again) pasted at the end: intact, but
-  // not the next offset. Not a torn write: refused.
-  const std::vector<int64_t> frames = FramePositions(SegmentPath(0));
-  std::string data = ReadFile(SegmentPath(0));
-  data += data.substr(0, frames[1]);
-  WriteFile(SegmentPath(0), data);
-  EXPECT_THAT(DiskLog::Open(Options()),
-              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("has offset 0, expected 3")));
-}
-
-TEST_F(DiskLogTest, CorruptionInASealedSegmentIsFoundByReadsOrAFullCheck) {
-  {
-    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
-    AppendRange(log.get(), 0, 60);
-  }
-  const std::vector<int64_t> bases = SegmentBases();
-  ASSERT_GE(bases.size(), 4u);
-  const std::string sealed = SegmentPath(bases[1]);
-  const std::vector<int64_t> frames = FramePositions(sealed);
-  ASSERT_GE(frames.size(), 3u);
-  FlipBit(sealed, frames[1] + 40);
-
-  // The cheap check (index, first and last record) does not read record 1;
-  // the read that reaches it reports it.
-  {
-    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
-    EXPECT_THAT(log->Read(bases[1], ReadLimits{}),
-                StatusIs(absl::StatusCode::kDataLoss,
-                         AllOf(HasSubstr(sealed), HasSubstr(absl::StrCat("at byte ", frames[1])))));
-    ONCE_ASSERT_OK_AND_ASSIGN(auto before,
-                              log->Read(0, ReadLimits{static_cast<size_t>(bases[1]), 1 << 20}));
-    EXPECT_THAT(before, SizeIs(bases[1]));
-  }
-  DiskLogOptions o = SmallSegments();
-  o.verify_sealed_segments = true;
-  EXPECT_THAT(DiskLog::Open(o),
-              StatusIs(absl::StatusCode::kDataLoss,
-                       AllOf(HasSubstr(sealed), HasSubstr(absl::StrCat("at byte ", frames[1])),
-                             HasSubstr("sealed segment"))));
-
-  o.on_corruption = CorruptionPolicy::kTruncate;
-  {
-    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
-    EXPECT_GT(log->recovery_report().dropped_corrupt_bytes, 0);
-    EXPECT_EQ(log->NextOffset(), bases[1] + 1);
-    EXPECT_EQ(log->Stats().segments, 2);
-    ExpectRecords(*log, 0, bases[1] + 1);
-    AppendRange(log.get(), bases[1] + 1, bases[1] + 4);
-  }
-  EXPECT_THAT(SegmentBases(), ElementsAre(bases[0], bases[1]));
-  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
-  ExpectRecords(*log, 0, bases[1] + 4);
-}
-
-TEST_F(DiskLogTest, DamagedEndOfASealedSegmentIsCaughtAtOpen) {
-  {
-    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
-    AppendRange(log.get(), 0, 60);
-  }
-  const std::vector<int64_t> bases = SegmentBases();
-  const std::string sealed = SegmentPath(bases[1]);
-  const std::vector<int64_t> frames = FramePositions(sealed);
-  // A sealed segment was synced before the next one was created: a damaged
-  // last record there is corruption, not a torn tail.
-  FlipBit(sealed, frames.back() + 40);
-  EXPECT_THAT(DiskLog::Open(SmallSegments()),
-              StatusIs(absl::StatusCode::kDataLoss,
-                       AllOf(HasSubstr(sealed), HasSubstr(absl::StrCat("at byte ", frames.back())),
-                             HasSubstr("sealed segment"))));
-  // Also when the sealed segment was cut short.
-  FlipBit(sealed, frames.back() + 40);
-  fs::resize_file(sealed, static_cast<uintmax_t>(frames.back() + 5));
-  EXPECT_THAT(DiskLog::Open(SmallSegments()), StatusIs(absl::StatusCode::kDataLoss));
-}
-
-TEST_F(DiskLogTest, MissingSegmentIsDataLoss) {
-  {
-    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(SmallSegments()));
-    AppendRange(log.get(), 0, 60);
-  }
-  const std::vector<int64_t> bases = SegmentBases();
-  ASSERT_GE(bases.size(), 4u);
-  fs::remove(SegmentPath(bases[2]));
-  fs::remove(IndexPath(bases[2]));
-  EXPECT_THAT(DiskLog::Open(SmallSegments()),
-              StatusIs(absl::StatusCode::kDataLoss,
-                       AllOf(HasSubstr(SegmentPath(bases[3])), HasSubstr("records are missing"))));
-  DiskLogOptions o = SmallSegments();
-  o.on_corruption = CorruptionPolicy::kTruncate;
-  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
-  EXPECT_EQ(log->NextOffset(), bases[2]);
-  EXPECT_GT(log->recovery_report().dropped_corrupt_bytes, 0);
-  EXPECT_THAT(SegmentBases(), ElementsAre(bases[0], bases[1]));
 }
 
 // --- Durability ---
