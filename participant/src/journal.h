@@ -69,7 +69,7 @@ absl::Status MarkCommitted(sqlite::Database* db, absl::string_view txn, int64_t 
 // Deletes the transaction's row and staged messages.
 absl::Status DeleteTxn(sqlite::Database* db, absl::string_view txn);
 // Deletes committed transactions decided before `before_ms`, keeping at
-// least `keep_min` of the newest.
+// least the `keep_min` (>= 1) most recently prepared ones.
 absl::Status PruneCommitted(sqlite::Database* db, int64_t before_ms, int64_t keep_min);
 
 }  // namespace once::participant

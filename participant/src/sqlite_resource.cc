@@ -1,5 +1,6 @@
 #include "once/sqlite_resource.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -186,8 +187,13 @@ absl::StatusOr<CommitResult> SqliteResource::Commit(const std::string& txn) {
     if (result.applied++ == 0) Hook("commit:applying");
   }
   ONCE_RETURN_IF_ERROR(participant::MarkCommitted(db, txn, now));
-  ONCE_RETURN_IF_ERROR(participant::PruneCommitted(db, now - options_.keep_committed_ms,
-                                                   options_.keep_committed_min));
+  if (last_prune_ms_ < 0 || now - last_prune_ms_ >= kPruneIntervalMs) {
+    // At most once a second: a prune walks keep_committed_min index rows,
+    // too much for every commit of a small transaction.
+    ONCE_RETURN_IF_ERROR(participant::PruneCommitted(
+        db, now - options_.keep_committed_ms, std::max<int64_t>(1, options_.keep_committed_min)));
+    last_prune_ms_ = now;
+  }
   ONCE_RETURN_IF_ERROR(t.Commit());
   return result;
 }

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/participant/ledger_testing.h"
@@ -192,6 +193,30 @@ TEST_F(SqliteResourceTest, CommittedTxnsArePrunedPastRetentionButIdsStay) {
   EXPECT_EQ(*r_->Status("1.1"), TxnStatus::kAbsent);
   EXPECT_EQ(*r_->Status("1.2"), TxnStatus::kCommitted);
   EXPECT_TRUE(*r_->IsCommitted("p/0/0"));
+}
+
+TEST_F(SqliteResourceTest, PruningKeepsTheNewestKeepCommittedMin) {
+  SqliteResourceOptions options;
+  options.clock = &clock_;
+  options.keep_committed_ms = 1000;
+  options.keep_committed_min = 3;
+  r_.reset();
+  ONCE_ASSERT_OK_AND_ASSIGN(r_, testing::OpenLedger((dir_ / "ledger.db").string(), options));
+  for (int i = 1; i <= 5; ++i) {
+    const std::string txn = absl::StrCat("1.", i);
+    ONCE_ASSERT_OK(r_->Prepare(Txn(txn, {Pay(absl::StrCat("p/0/", i), "a", 1)})));
+    ONCE_ASSERT_OK(r_->Commit(txn).status());
+    clock_.Advance(10);
+  }
+  clock_.Advance(5000);  // all five past keep_committed_ms, and past the prune interval
+  ONCE_ASSERT_OK(r_->Prepare(Txn("1.6", {Pay("p/0/6", "a", 1)})));
+  ONCE_ASSERT_OK(r_->Commit("1.6").status());
+  for (int i = 1; i <= 6; ++i) {
+    EXPECT_EQ(*r_->Status(absl::StrCat("1.", i)),
+              i <= 3 ? TxnStatus::kAbsent : TxnStatus::kCommitted)
+        << "txn 1." << i;
+    EXPECT_TRUE(*r_->IsCommitted(absl::StrCat("p/0/", i)));
+  }
 }
 
 TEST_F(SqliteResourceTest, NewerJournalVersionIsRefused) {

@@ -61,8 +61,8 @@ struct SqliteResourceOptions {
   sqlite::Synchronous synchronous = sqlite::Synchronous::kFull;
   // Committed transactions are remembered (without their effects) so that
   // a re-sent COMMIT is answered DONE again; the oldest beyond both limits
-  // are pruned at commit time. Message ids are never pruned (they are the
-  // idempotence guard).
+  // are pruned at commit time, at most once a second. Message ids are
+  // never pruned (they are the idempotence guard).
   int64_t keep_committed_ms = 7LL * 24 * 3600 * 1000;
   int64_t keep_committed_min = 10'000;
   Clock* clock = SystemClock();
@@ -138,6 +138,9 @@ class SqliteResource final : public Resource {
   // The open group: its transaction and the thread that owns it.
   std::optional<sqlite::Transaction> group_ ABSL_GUARDED_BY(mu_);
   std::optional<std::thread::id> group_owner_ ABSL_GUARDED_BY(mu_);
+  // Commits prune old committed transactions at most this often.
+  static constexpr int64_t kPruneIntervalMs = 1000;
+  int64_t last_prune_ms_ ABSL_GUARDED_BY(mu_) = -1;  // -1: not since open
 };
 
 }  // namespace once
