@@ -30,78 +30,30 @@
 #include "participant/src/txn_session.h"
 #include "schema/txn_protocol.h"
 #include "tests/participant/ledger_testing.h"
+#include "tests/participant/session_driver.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/test_dir.h"
 
 namespace once::participant {
 namespace {
 
+using session_testing::CommitFrame;
+using session_testing::PrepareFrame;
+using session_testing::WelcomeFrame;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 using ::testing::Pair;
 
-constexpr uint64_t kEpoch = 3;
-constexpr uint64_t kGeneration = 1;
+// A group-committing session.
+struct Driver : session_testing::SessionDriver {
+  Driver(Resource* resource, std::function<void(absl::string_view)> hook)
+      : SessionDriver(resource, /*group_commit=*/true, std::move(hook)) {}
+};
 
 // The payments of the two transactions (re-prepared under new ids when
 // the crash lost them).
 const std::vector<std::string> kPayments1 = {"alice:10", "bob:20"};
 const std::vector<std::string> kPayments2 = {"carol:7", "alice:5"};
-
-std::string PrepareFrame(const std::string& txn, uint64_t first_offset,
-                         const std::vector<std::string>& values) {
-  protocol::Prepare p;
-  p.txn = txn;
-  p.epoch = kEpoch;
-  p.generation = kGeneration;
-  for (size_t i = 0; i < values.size(); ++i) {
-    protocol::TxnMessage m;
-    m.offset = first_offset + i;
-    m.id = protocol::MessageId("payments", 0, m.offset);
-    m.value = values[i];
-    p.messages.push_back(std::move(m));
-  }
-  return protocol::Encode(p);
-}
-
-std::string CommitFrame(const std::string& txn) {
-  protocol::Commit c;
-  c.txn = txn;
-  c.epoch = kEpoch;
-  c.generation = kGeneration;
-  return protocol::Encode(c);
-}
-
-std::string WelcomeFrame(std::vector<protocol::Resolution> resolutions) {
-  protocol::Welcome w;
-  w.epoch = kEpoch;
-  w.generation = kGeneration;
-  w.resolutions = std::move(resolutions);
-  return protocol::Encode(w);
-}
-
-// One group-committing session over `resource`, its frames collected.
-struct Driver {
-  Driver(Resource* resource, std::function<void(absl::string_view)> hook) {
-    options.topic = "payments";
-    options.group = "ledger";
-    options.participant_id = "p1";
-    handler = testing::LedgerHandler;
-    SessionEnv env;
-    env.options = &options;
-    env.resource = resource;
-    env.handler = &handler;
-    env.stats = &stats;
-    env.group_commit = true;
-    env.send = [this](std::string f) { sent.push_back(protocol::Decode(f).value()); };
-    env.test_hook = std::move(hook);
-    session = std::make_unique<TxnSession>(std::move(env));
-  }
-  ParticipantOptions options;
-  Handler handler;
-  StatsBox stats;
-  std::vector<protocol::Frame> sent;
-  std::unique_ptr<TxnSession> session;
-};
 
 // OK when every YES vote in `sent` is for a txn prepared or committed in
 // the file at `path`, and every DONE for a committed one, as another
@@ -139,10 +91,7 @@ class GroupCommitCrashTest : public ::testing::TestWithParam<std::string> {
     for (char& c : name) {
       if (c == ':' || c == '#') c = '_';
     }
-    dir_ = std::filesystem::temp_directory_path() /
-           ("once_group_crash_" + std::to_string(::getpid()) + "_" + name);
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = testing::FreshTestDir("once_group_crash", name);
     path_ = (dir_ / "ledger.db").string();
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }

@@ -18,72 +18,29 @@
 #include "participant/src/txn_session.h"
 #include "schema/txn_protocol.h"
 #include "tests/participant/ledger_testing.h"
+#include "tests/participant/session_driver.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/test_dir.h"
 
 namespace once::participant {
 namespace {
 
+using session_testing::CommitFrame;
+using session_testing::PrepareFrame;
+using session_testing::WelcomeFrame;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 using ::testing::Pair;
 
-constexpr uint64_t kEpoch = 3;
-constexpr uint64_t kGeneration = 1;
-
-protocol::TxnMessage Payment(uint64_t offset, const std::string& value) {
-  protocol::TxnMessage m;
-  m.id = protocol::MessageId("payments", 0, offset);
-  m.offset = offset;
-  m.value = value;
-  return m;
-}
-
+// The one transaction these tests prepare.
 std::string PrepareFrame(const std::string& txn) {
-  protocol::Prepare p;
-  p.txn = txn;
-  p.epoch = kEpoch;
-  p.generation = kGeneration;
-  p.messages = {Payment(0, "alice:10"), Payment(1, "bob:20"), Payment(2, "alice:5")};
-  return protocol::Encode(p);
+  return PrepareFrame(txn, 0, {"alice:10", "bob:20", "alice:5"});
 }
 
-std::string WelcomeFrame(std::vector<protocol::Resolution> resolutions) {
-  protocol::Welcome w;
-  w.epoch = kEpoch;
-  w.generation = kGeneration;
-  w.resolutions = std::move(resolutions);
-  return protocol::Encode(w);
-}
-
-std::string CommitFrame(const std::string& txn) {
-  protocol::Commit c;
-  c.txn = txn;
-  c.epoch = kEpoch;
-  c.generation = kGeneration;
-  return protocol::Encode(c);
-}
-
-// One session over `resource`, its outgoing frames collected.
-struct Driver {
-  explicit Driver(Resource* resource, std::function<void(absl::string_view)> hook = nullptr) {
-    options.topic = "payments";
-    options.group = "ledger";
-    options.participant_id = "p1";
-    handler = testing::LedgerHandler;
-    SessionEnv env;
-    env.options = &options;
-    env.resource = resource;
-    env.handler = &handler;
-    env.stats = &stats;
-    env.send = [this](std::string f) { sent.push_back(protocol::Decode(f).value()); };
-    env.test_hook = std::move(hook);
-    session = std::make_unique<TxnSession>(std::move(env));
-  }
-  ParticipantOptions options;
-  Handler handler;
-  StatsBox stats;
-  std::vector<protocol::Frame> sent;
-  std::unique_ptr<TxnSession> session;
+// A session without group commit: each call durable on its own.
+struct Driver : session_testing::SessionDriver {
+  explicit Driver(Resource* resource, std::function<void(absl::string_view)> hook = nullptr)
+      : SessionDriver(resource, /*group_commit=*/false, std::move(hook)) {}
 };
 
 class JournalCrashTest : public ::testing::TestWithParam<std::string> {
@@ -93,10 +50,7 @@ class JournalCrashTest : public ::testing::TestWithParam<std::string> {
     for (char& c : name) {
       if (c == ':') c = '_';
     }
-    dir_ = std::filesystem::temp_directory_path() /
-           ("once_journal_crash_" + std::to_string(::getpid()) + "_" + name);
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = testing::FreshTestDir("once_journal_crash", name);
     path_ = (dir_ / "ledger.db").string();
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }

@@ -19,6 +19,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "gtest/gtest.h"
 #include "once/participant.h"
 #include "once/sqlite_resource.h"
 #include "schema/status_macros.h"
@@ -54,6 +55,22 @@ inline absl::Status LedgerHandler(const Message& m, Staging& staging) {
       "ON CONFLICT (account) DO UPDATE SET balance = balance + excluded.balance",
       {parts[0], amount});
   return absl::OkStatus();
+}
+
+// A ledger payment as the SDK stages it: LedgerHandler run on a message
+// `id` with value "account:amount".
+inline StagedMessage Pay(const std::string& id, const std::string& account, int64_t amount) {
+  Staging s;
+  Message m;
+  m.id = id;
+  m.value = account + ":" + std::to_string(amount);
+  EXPECT_TRUE(LedgerHandler(m, s).ok()) << m.value;
+  return StagedMessage{id, false, s.Release()};
+}
+
+// A transaction of payments/ledger, epoch and generation 1.
+inline PreparedTxn Txn(const std::string& txn, std::vector<StagedMessage> messages) {
+  return PreparedTxn{txn, "payments", "ledger", 1, 1, std::move(messages)};
 }
 
 inline absl::StatusOr<std::map<std::string, int64_t>> Balances(SqliteResource* r) {

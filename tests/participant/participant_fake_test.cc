@@ -16,6 +16,7 @@
 #include "tests/participant/fake_coordinator.h"
 #include "tests/participant/ledger_testing.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/test_dir.h"
 
 namespace once {
 namespace {
@@ -78,11 +79,7 @@ std::string Str(const json::object& o, const char* field) {
 class ParticipantFakeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("once_participant_fake_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = testing::FreshTestDir("once_participant_fake");
     auto r = testing::OpenLedger((dir_ / "ledger.db").string());
     ASSERT_TRUE(r.ok()) << r.status();
     resource_ = std::move(r).value();

@@ -17,6 +17,7 @@
 #include "tests/participant/fake_coordinator.h"
 #include "tests/participant/ledger_testing.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/test_dir.h"
 
 namespace once {
 namespace {
@@ -67,11 +68,7 @@ std::string Str(const json::object& o, const char* field) {
 class ParticipantGroupTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("once_participant_group_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = testing::FreshTestDir("once_participant_group");
     path_ = (dir_ / "ledger.db").string();
     auto r = testing::OpenLedger(path_);
     ASSERT_TRUE(r.ok()) << r.status();

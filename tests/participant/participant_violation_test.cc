@@ -14,6 +14,7 @@
 #include "tests/participant/fake_coordinator.h"
 #include "tests/participant/ledger_testing.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/test_dir.h"
 
 namespace once {
 namespace {
@@ -89,10 +90,7 @@ std::vector<Case> Cases() {
 class ParticipantViolationTest : public ::testing::TestWithParam<Case> {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("once_participant_violation_" + std::to_string(::getpid()) + "_" + GetParam().name);
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = testing::FreshTestDir("once_participant_violation", GetParam().name);
     ONCE_ASSERT_OK_AND_ASSIGN(resource_, testing::OpenLedger((dir_ / "ledger.db").string()));
     // Journal state before the session: 7.1 committed (alice:10), 7.2 in
     // doubt (bob:5).

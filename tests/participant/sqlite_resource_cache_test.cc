@@ -12,22 +12,21 @@
 #include "once/sqlite_resource.h"
 #include "tests/participant/ledger_testing.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/test_dir.h"
 
 namespace once {
 namespace {
 
+using ::once::testing::Pay;
 using ::once::testing::StatusIs;
+using ::once::testing::Txn;
 using ::testing::ElementsAre;
 using ::testing::Pair;
 
 class SqliteResourceCacheTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("once_sqlite_resource_cache_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = testing::FreshTestDir("once_sqlite_resource_cache");
     auto r = testing::OpenLedger((dir_ / "ledger.db").string());
     ASSERT_TRUE(r.ok()) << r.status();
     r_ = std::move(r).value();
@@ -35,18 +34,6 @@ class SqliteResourceCacheTest : public ::testing::Test {
   void TearDown() override {
     r_.reset();
     std::filesystem::remove_all(dir_);
-  }
-
-  static StagedMessage Pay(const std::string& id, const std::string& account, int64_t amount) {
-    Staging s;
-    Message m;
-    m.id = id;
-    m.value = account + ":" + std::to_string(amount);
-    EXPECT_TRUE(testing::LedgerHandler(m, s).ok());
-    return StagedMessage{id, false, s.Release()};
-  }
-  static PreparedTxn Txn(const std::string& txn, std::vector<StagedMessage> messages) {
-    return PreparedTxn{txn, "payments", "ledger", 1, 1, std::move(messages)};
   }
 
   size_t IdleStatements() {

@@ -17,12 +17,15 @@
 #include "once/sqlite_resource.h"
 #include "tests/participant/ledger_testing.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/test_dir.h"
 
 namespace once {
 namespace {
 
 using ::once::testing::CheckLedger;
+using ::once::testing::Pay;
 using ::once::testing::StatusIs;
+using ::once::testing::Txn;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -31,11 +34,7 @@ using ::testing::Pair;
 class SqliteResourceGroupTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("once_sqlite_group_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = testing::FreshTestDir("once_sqlite_group");
     path_ = (dir_ / "ledger.db").string();
     Reopen();
   }
@@ -65,18 +64,6 @@ class SqliteResourceGroupTest : public ::testing::Test {
     options.read_only = true;
     ONCE_ASSIGN_OR_RETURN(auto db, sqlite::Database::Open(path_, options));
     return db->QueryInt64("SELECT COUNT(*) FROM once_txns WHERE txn = '" + txn + "'");
-  }
-
-  static StagedMessage Pay(const std::string& id, const std::string& account, int64_t amount) {
-    Staging s;
-    Message m;
-    m.id = id;
-    m.value = account + ":" + std::to_string(amount);
-    EXPECT_TRUE(testing::LedgerHandler(m, s).ok());
-    return StagedMessage{id, false, s.Release()};
-  }
-  static PreparedTxn Txn(const std::string& txn, std::vector<StagedMessage> messages) {
-    return PreparedTxn{txn, "payments", "ledger", 1, 1, std::move(messages)};
   }
 
   std::filesystem::path dir_;

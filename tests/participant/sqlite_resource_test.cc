@@ -9,12 +9,15 @@
 #include "tests/participant/ledger_testing.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/test_dir.h"
 
 namespace once {
 namespace {
 
 using ::once::testing::CheckLedger;
+using ::once::testing::Pay;
 using ::once::testing::StatusIs;
+using ::once::testing::Txn;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -23,11 +26,7 @@ using ::testing::Pair;
 class SqliteResourceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("once_sqlite_resource_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = testing::FreshTestDir("once_sqlite_resource");
     Reopen();
   }
   void TearDown() override {
@@ -41,18 +40,6 @@ class SqliteResourceTest : public ::testing::Test {
     auto r = testing::OpenLedger((dir_ / "ledger.db").string(), options);
     ASSERT_TRUE(r.ok()) << r.status();
     r_ = std::move(r).value();
-  }
-
-  static StagedMessage Pay(const std::string& id, const std::string& account, int64_t amount) {
-    Staging s;
-    Message m;
-    m.id = id;
-    m.value = account + ":" + std::to_string(amount);
-    EXPECT_TRUE(testing::LedgerHandler(m, s).ok());
-    return StagedMessage{id, false, s.Release()};
-  }
-  static PreparedTxn Txn(const std::string& txn, std::vector<StagedMessage> messages) {
-    return PreparedTxn{txn, "payments", "ledger", 1, 1, std::move(messages)};
   }
 
   std::filesystem::path dir_;

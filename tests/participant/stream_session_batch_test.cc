@@ -14,6 +14,7 @@
 #include "participant/src/stream_session.h"
 #include "tests/participant/ledger_testing.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/test_dir.h"
 
 namespace once::participant {
 namespace {
@@ -31,11 +32,7 @@ std::string MessageFrame(uint64_t offset, const std::string& value) {
 class StreamSessionBatchTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("once_stream_batch_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = testing::FreshTestDir("once_stream_batch");
     ONCE_ASSERT_OK_AND_ASSIGN(resource_, testing::OpenLedger((dir_ / "ledger.db").string()));
   }
   void TearDown() override {

@@ -11,6 +11,7 @@
 #include "tests/participant/fake_coordinator.h"
 #include "tests/participant/ledger_testing.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/test_dir.h"
 
 namespace once {
 namespace {
@@ -35,11 +36,7 @@ std::string FirstToken(const json::object& o) {
 class StreamSessionTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("once_stream_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = testing::FreshTestDir("once_stream");
     ONCE_ASSERT_OK_AND_ASSIGN(resource_, testing::OpenLedger((dir_ / "ledger.db").string()));
   }
   void TearDown() override {

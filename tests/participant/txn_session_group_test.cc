@@ -17,47 +17,24 @@
 #include "schema/txn_protocol.h"
 #include "tests/participant/failing_end_resource.h"
 #include "tests/participant/ledger_testing.h"
+#include "tests/participant/session_driver.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/test_dir.h"
 
 namespace once::participant {
 namespace {
 
 using ::once::testing::StatusIs;
+using session_testing::CommitFrame;
+using session_testing::PrepareFrame;
+using session_testing::WelcomeFrame;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Pair;
 
-constexpr uint64_t kEpoch = 3;
-constexpr uint64_t kGeneration = 1;
-
 std::string PrepareFrame(const std::string& txn, uint64_t offset, const std::string& value) {
-  protocol::TxnMessage m;
-  m.id = protocol::MessageId("payments", 0, offset);
-  m.offset = offset;
-  m.value = value;
-  protocol::Prepare p;
-  p.txn = txn;
-  p.epoch = kEpoch;
-  p.generation = kGeneration;
-  p.messages = {m};
-  return protocol::Encode(p);
-}
-
-std::string CommitFrame(const std::string& txn) {
-  protocol::Commit c;
-  c.txn = txn;
-  c.epoch = kEpoch;
-  c.generation = kGeneration;
-  return protocol::Encode(c);
-}
-
-std::string WelcomeFrame(std::vector<protocol::Resolution> resolutions = {}) {
-  protocol::Welcome w;
-  w.epoch = kEpoch;
-  w.generation = kGeneration;
-  w.resolutions = std::move(resolutions);
-  return protocol::Encode(w);
+  return PrepareFrame(txn, offset, std::vector<std::string>{value});
 }
 
 // A frame sent, in short: "vote 3.1 yes", "done 3.1", "hello".
@@ -72,11 +49,7 @@ std::string Describe(const protocol::Frame& f) {
 class TxnSessionGroupTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("once_txn_group_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = testing::FreshTestDir("once_txn_group");
     auto r = testing::OpenLedger((dir_ / "ledger.db").string());
     ASSERT_TRUE(r.ok()) << r.status();
     resource_ = std::move(r).value();
