@@ -152,6 +152,13 @@ absl::Status DiskLogImpl::Recover() {
     }
     if (scan_needed) {
       ONCE_ASSIGN_OR_RETURN(const SegmentScan scan, seg->Scan());
+      if (scan.reserved_bytes > 0) {
+        // Zeros the segment reserved ahead of its records (Segment::Reserve):
+        // cut, so that the file ends where its records do.
+        spdlog::debug("disk log {}: cutting {} reserved bytes from the end of {}", dir,
+                      scan.reserved_bytes, seg->log_path());
+        ONCE_RETURN_IF_ERROR(seg->TruncateTo(scan.valid_bytes));
+      }
       if (scan.damaged) {
         // The torn-tail rule (record_format.md): damage in the last segment
         // that a torn write can produce, with no intact record after it, is
@@ -222,7 +229,7 @@ absl::Status DiskLogImpl::Recover() {
   }
   {
     absl::MutexLock lock(&append_mu_);
-    active->set_preallocate_bytes(PreallocateBytes());
+    ReserveAhead(active.get());
     active_ = active;
   }
   {

@@ -218,7 +218,7 @@ absl::Status DiskLogImpl::Roll() {
   // never as a torn tail. This is the one fdatasync done under append_mu_,
   // once per segment_bytes.
   // A sealed segment keeps no reserved blocks past its end.
-  absl::Status released = old->ReleasePreallocation();
+  absl::Status released = old->ReleaseReserve();
   if (!released.ok()) {
     spdlog::warn("disk log {}: {}", options_.dir, released.ToString());
   }
@@ -247,7 +247,7 @@ absl::Status DiskLogImpl::Roll() {
       std::unique_ptr<Segment> created,
       Segment::Create(options_.dir, old->next_offset(), options_.index_interval_bytes));
   std::shared_ptr<Segment> next = std::move(created);
-  next->set_preallocate_bytes(PreallocateBytes());
+  ReserveAhead(next.get());
   absl::Status dir_synced = SyncDir(options_.dir);
   if (!dir_synced.ok()) {
     // The new file may or may not survive a crash, and it cannot be created

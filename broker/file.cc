@@ -29,10 +29,10 @@ absl::StatusOr<File> File::Open(std::string path, Mode mode) {
       flags |= O_RDONLY;
       break;
     case Mode::kReadWrite:
-      flags |= O_RDWR | O_APPEND;
+      flags |= O_RDWR;
       break;
     case Mode::kCreateNew:
-      flags |= O_RDWR | O_APPEND | O_CREAT | O_EXCL;
+      flags |= O_RDWR | O_CREAT | O_EXCL;
       break;
   }
   int fd;
@@ -63,17 +63,49 @@ File::~File() {
 }
 
 absl::Status File::Append(absl::string_view data) {
+  struct stat st;
+  if (::fstat(fd_, &st) < 0) return ErrnoError(errno, "fstat", path_);
+  return WriteAt(static_cast<int64_t>(st.st_size), data);
+}
+
+absl::Status File::WriteAt(int64_t offset, absl::string_view data) {
   const char* p = data.data();
   size_t left = data.size();
+  off_t at = static_cast<off_t>(offset);
   while (left > 0) {
-    ssize_t n = ::write(fd_, p, left);
+    ssize_t n = ::pwrite(fd_, p, left, at);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return ErrnoError(errno, absl::StrCat("write of ", left, " bytes to"), path_);
+      return ErrnoError(errno, absl::StrCat("write of ", left, " bytes at byte ", at, " of"),
+                        path_);
     }
     p += n;
+    at += n;
     left -= static_cast<size_t>(n);
   }
+  return absl::OkStatus();
+}
+
+absl::Status File::WriteZerosAt(int64_t offset, int64_t length) {
+  static constexpr size_t kChunk = 64 << 10;
+  static const char kZeros[kChunk] = {};
+  while (length > 0) {
+    const size_t n = static_cast<size_t>(std::min<int64_t>(length, kChunk));
+    absl::Status s = WriteAt(offset, absl::string_view(kZeros, n));
+    if (!s.ok()) return s;
+    offset += static_cast<int64_t>(n);
+    length -= static_cast<int64_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status File::StartWriteback(int64_t offset, int64_t length) {
+  int r;
+  do {
+    r = ::sync_file_range(fd_, static_cast<off64_t>(offset), static_cast<off64_t>(length),
+                          SYNC_FILE_RANGE_WRITE);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) return ErrnoError(errno, "sync_file_range", path_);
   return absl::OkStatus();
 }
 

@@ -20,12 +20,12 @@ class File {
  public:
   enum class Mode {
     kReadOnly,   // an existing file, read only
-    kReadWrite,  // an existing file; writes go to its end
-    kCreateNew,  // a new file (kAlreadyExists if present); writes go to its end
+    kReadWrite,  // an existing file, read and written
+    kCreateNew,  // a new file (kAlreadyExists if present), read and written
   };
 
-  // Opens `path`. The descriptor is close-on-exec. Writable modes use
-  // O_APPEND so Append always lands at the current end, even after Truncate.
+  // Opens `path`. The descriptor is close-on-exec. Not O_APPEND: Linux's
+  // pwrite ignores its offset under O_APPEND, and WriteAt needs it.
   static absl::StatusOr<File> Open(std::string path, Mode mode);
 
   File() = default;
@@ -43,6 +43,20 @@ class File {
   // Append or Truncate on the same File; safe concurrently with ReadAt and
   // Sync.
   absl::Status Append(absl::string_view data);
+
+  // Writes all of `data` at byte `offset` (pwrite), over whatever is there
+  // and extending the file when it ends before. Same retries, partial
+  // writes and thread-safety as Append.
+  absl::Status WriteAt(int64_t offset, absl::string_view data);
+
+  // Writes `length` zero bytes at `offset` (real writes, not a hole or an
+  // unwritten extent: see Segment's reserved tail for why).
+  absl::Status WriteZerosAt(int64_t offset, int64_t length);
+
+  // Starts writing back the dirty pages of [offset, offset + length)
+  // without waiting (sync_file_range SYNC_FILE_RANGE_WRITE): a later Sync
+  // then finds less to write. Durability still comes from Sync alone.
+  absl::Status StartWriteback(int64_t offset, int64_t length);
 
   // Reads up to `n` bytes at `offset` into `dst` and returns how many were
   // read: fewer than `n` only at end of file. Thread-safe (pread).

@@ -179,6 +179,22 @@ absl::Status FindIntactFrameAfter(const File& file, int64_t from, int64_t end, i
   return absl::OkStatus();
 }
 
+// Whether [from, to) of `file` holds only zero bytes.
+absl::StatusOr<bool> AllZeros(const File& file, int64_t from, int64_t to) {
+  std::string chunk(kScanChunk, '\0');
+  while (from < to) {
+    const size_t want = static_cast<size_t>(std::min<int64_t>(to - from, kScanChunk));
+    ONCE_ASSIGN_OR_RETURN(const size_t got, file.ReadAt(from, want, chunk.data()));
+    if (got == 0) return true;  // shorter than it was: nothing more to look at
+    if (std::any_of(chunk.begin(), chunk.begin() + static_cast<ptrdiff_t>(got),
+                    [](char c) { return c != 0; })) {
+      return false;
+    }
+    from += static_cast<int64_t>(got);
+  }
+  return true;
+}
+
 }  // namespace
 
 absl::Status FrameBatch::Add(const Record& record, int64_t offset) {
@@ -296,6 +312,14 @@ absl::StatusOr<SegmentScan> Segment::Scan() {
   scan.next_offset = expected;
   size_.store(scan.valid_bytes, std::memory_order_release);
   next_offset_.store(expected, std::memory_order_release);
+  if (scan.damaged && scan.could_be_torn) {
+    ONCE_ASSIGN_OR_RETURN(const bool zeros, AllZeros(log_, scan.valid_bytes, scan.file_size));
+    if (zeros) {
+      scan.damaged = false;
+      scan.damage.clear();
+      scan.reserved_bytes = scan.file_size - scan.valid_bytes;
+    }
+  }
   if (scan.damaged) {
     ONCE_RETURN_IF_ERROR(FindIntactFrameAfter(log_, scan.valid_bytes, scan.file_size, expected,
                                               &scan.next_valid_position, &scan.next_valid_offset));
@@ -469,25 +493,44 @@ absl::Status Segment::RemoveIndexFile() const {
   return s;
 }
 
+void Segment::ReserveThrough(int64_t end) {
+  if (reserve_ == Reserve::kNone) return;
+  // kZeros refills when less than half the reserve is left, so that a
+  // record's write never extends the file; kAllocate when a write passes
+  // the reserved end.
+  const int64_t refill_at = reserve_ == Reserve::kZeros ? end + reserve_bytes_ / 2 : end;
+  if (refill_at <= reserved_end_) return;
+  const int64_t from = std::max(reserved_end_, size());
+  const int64_t to = end + reserve_bytes_;
+  absl::Status reserved = reserve_ == Reserve::kZeros ? log_.WriteZerosAt(from, to - from)
+                                                      : log_.Preallocate(from, to - from);
+  if (reserved.ok() && reserve_ == Reserve::kZeros) {
+    // The zeros' writeback runs beside the appends; a record's fdatasync
+    // finds them written or under way rather than writing them all itself.
+    reserved = log_.StartWriteback(from, to - from);
+  }
+  if (reserved.ok()) {
+    reserved_end_ = to;
+    return;
+  }
+  if (!absl::IsUnimplemented(reserved)) spdlog::warn("{}", reserved.ToString());
+  reserve_ = Reserve::kNone;
+  // Part of it may be there: ReleaseReserve cuts whatever is (zeros that
+  // stay are harmless anyway: Scan reads them as reserve).
+  reserved_end_ = to;
+}
+
 absl::Status Segment::Append(const FrameBatch& batch) {
   if (batch.frames.empty()) return absl::OkStatus();
   const int64_t start = size();
   const int64_t end = start + static_cast<int64_t>(batch.bytes.size());
-  if (preallocate_bytes_ > 0 && end > preallocated_end_) {
-    // Best effort: without the reservation a write only costs more to sync.
-    absl::Status reserved = log_.Preallocate(start, end - start + preallocate_bytes_);
-    if (reserved.ok()) {
-      preallocated_end_ = end + preallocate_bytes_;
-    } else {
-      preallocate_bytes_ = 0;
-      if (!absl::IsUnimplemented(reserved)) spdlog::warn("{}", reserved.ToString());
-    }
-  }
-  absl::Status written = log_.Append(batch.bytes);
+  ReserveThrough(end);
+  absl::Status written = log_.WriteAt(start, batch.bytes);
   if (!written.ok()) {
     // A partial frame must not stay at the end: the next batch would follow
-    // garbage, which recovery would call corruption. Cut it back.
-    preallocated_end_ = start;
+    // garbage, which recovery would call corruption. Cut it back (with the
+    // reserve behind it).
+    reserved_end_ = start;
     absl::Status cut = log_.Truncate(start);
     if (!cut.ok()) {
       broken_.store(true, std::memory_order_release);
@@ -503,14 +546,14 @@ absl::Status Segment::Append(const FrameBatch& batch) {
       NoteFrame(f.offset, f.timestamp_ms, start + static_cast<int64_t>(f.position));
     }
   }
-  size_.store(start + static_cast<int64_t>(batch.bytes.size()), std::memory_order_release);
+  size_.store(end, std::memory_order_release);
   next_offset_.store(batch.frames.back().offset + 1, std::memory_order_release);
   return absl::OkStatus();
 }
 
-absl::Status Segment::ReleasePreallocation() {
-  if (preallocated_end_ <= size()) return absl::OkStatus();
-  preallocated_end_ = size();
+absl::Status Segment::ReleaseReserve() {
+  if (reserved_end_ <= size()) return absl::OkStatus();
+  reserved_end_ = size();
   return log_.Truncate(size());
 }
 

@@ -78,6 +78,10 @@ struct SegmentScan {
   bool could_be_torn = true;
   int64_t next_valid_position = -1;
   int64_t next_valid_offset = -1;
+  // Zero bytes after the last intact frame up to the end of the file: the
+  // space a kZeros segment reserved and had not written yet. Not damage;
+  // valid_bytes excludes it.
+  int64_t reserved_bytes = 0;
 };
 
 // Thread-safety: the recovery methods (Scan, LoadIndex, TruncateTo) run
@@ -142,14 +146,32 @@ class Segment {
   // Makes the .log's bytes durable (fdatasync).
   absl::Status Sync() const { return log_.Sync(); }
 
-  // Append reserves the .log's blocks `bytes` ahead of its writes (0: not
-  // at all), so that an fdatasync after a write that crosses into a new
-  // block commits no block allocation (on ext4 here: a sync after a 5 KiB
-  // group commit took ~10% less). The file's size is unchanged, so
-  // recovery never sees the reserved space. Writer only.
-  void set_preallocate_bytes(int64_t bytes) { preallocate_bytes_ = bytes; }
+  // How the active segment reserves space ahead of its writes, so that the
+  // fdatasync after a write commits data only, no file system metadata.
+  // Measured on ext4 here (fio, 4 KiB and 320 B write + fdatasync): writing
+  // into blocks that are already written syncs ~1.4x faster at p50 and
+  // ~1.5x at p99 than appending, even into fallocated blocks, because an
+  // append changes the size (and a fallocated block is an unwritten extent
+  // to convert), and both are a journal commit.
+  enum class Reserve {
+    kNone,
+    // fallocate(FALLOC_FL_KEEP_SIZE): blocks allocated, size unchanged, so
+    // recovery never sees the reserve. Costs no write bandwidth.
+    kAllocate,
+    // Zeros written (and their writeback started) ahead of the records: the
+    // file is longer than its records, and Scan reads an all-zero tail as
+    // reserved space, not damage. Doubles the bytes written, so it suits a
+    // log that syncs every append (fsync=always), not one that streams.
+    kZeros,
+  };
+  // Reserve `bytes` ahead of the writes the given way (Writer only). A
+  // reservation that fails is logged and dropped: it only saves sync time.
+  void set_reserve(Reserve how, int64_t bytes) {
+    reserve_ = bytes > 0 ? how : Reserve::kNone;
+    reserve_bytes_ = bytes;
+  }
   // Gives back what was reserved beyond the end (when sealing). Writer only.
-  absl::Status ReleasePreallocation();
+  absl::Status ReleaseReserve();
 
   bool broken() const { return broken_.load(std::memory_order_acquire); }
 
@@ -217,9 +239,13 @@ class Segment {
   // Position of the last frame (-1: none), for the .index header.
   int64_t last_frame_position_ ABSL_GUARDED_BY(index_mu_) = -1;
 
-  // The writer's own: how far ahead to reserve, and how far it has.
-  int64_t preallocate_bytes_ = 0;
-  int64_t preallocated_end_ = 0;
+  // The writer's own: how and how far ahead to reserve, and the end of
+  // what is reserved (for kZeros: the file's size).
+  Reserve reserve_ = Reserve::kNone;
+  int64_t reserve_bytes_ = 0;
+  int64_t reserved_end_ = 0;
+  // Reserves at least up to `end` (and reserve_bytes_ past it). Writer only.
+  void ReserveThrough(int64_t end);
 
   // Written by the single writer (or recovery), read by anyone.
   std::atomic<int64_t> size_{0};

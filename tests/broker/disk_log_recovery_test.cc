@@ -113,9 +113,11 @@ TEST_F(DiskLogTest, TornBatchKeepsItsCompleteRecordsAndSealedSegmentsStay) {
   ExpectRecords(*log, 0, 32);
 }
 
-TEST_F(DiskLogTest, ZeroFilledTailIsCutAsTorn) {
-  // A crash can leave the file longer than the data that reached the disk,
-  // the rest reading as zeros.
+TEST_F(DiskLogTest, ZeroFilledTailIsCutAsReservedSpace) {
+  // A crash can leave the file longer than its records, the rest reading as
+  // zeros: the reserve an fsync=always log writes ahead, or blocks whose
+  // data never reached the disk. Either way nothing was lost: the zeros are
+  // cut quietly, and are not reported as a torn write.
   {
     ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
     AppendRange(log.get(), 0, 4);
@@ -123,8 +125,37 @@ TEST_F(DiskLogTest, ZeroFilledTailIsCutAsTorn) {
   const int64_t size = static_cast<int64_t>(fs::file_size(SegmentPath(0)));
   fs::resize_file(SegmentPath(0), static_cast<uintmax_t>(size + 4096));
   ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(Options()));
-  EXPECT_EQ(log->recovery_report().truncated_bytes, 4096);
+  EXPECT_EQ(log->recovery_report().truncated_bytes, 0);
+  EXPECT_EQ(log->recovery_report().truncated_file, "");
+  EXPECT_EQ(static_cast<int64_t>(fs::file_size(SegmentPath(0))), size);
   ExpectRecords(*log, 0, 4);
+  ONCE_ASSERT_OK_AND_ASSIGN(int64_t offset, log->Append({MakeRecord(4)}));
+  EXPECT_EQ(offset, 4);
+}
+
+TEST_F(DiskLogTest, SyncedLogReservesZerosThatACrashLeavesAndRecoveryCuts) {
+  DiskLogOptions o = Options();
+  o.fsync = FsyncPolicy::kAlways;
+  const std::string crashed = root_ + "/crashed";
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
+    AppendRange(log.get(), 0, 20);
+    // What a crash now leaves on disk: the records, then the reserve.
+    fs::create_directories(crashed);
+    fs::copy_file(SegmentPath(0), SegmentPath(0, crashed));
+  }
+  // Closed cleanly: the file ends at its records.
+  const uintmax_t records_end = fs::file_size(SegmentPath(0));
+  EXPECT_EQ(FramePositions(SegmentPath(0)).size(), 20u);
+  EXPECT_LT(records_end, fs::file_size(SegmentPath(0, crashed)));
+
+  o.dir = crashed;
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
+  EXPECT_EQ(log->recovery_report().truncated_bytes, 0);
+  EXPECT_EQ(fs::file_size(SegmentPath(0, crashed)), records_end);
+  ExpectRecords(*log, 0, 20);
+  ONCE_ASSERT_OK_AND_ASSIGN(int64_t offset, log->Append({MakeRecord(20)}));
+  EXPECT_EQ(offset, 20);
 }
 
 TEST_F(DiskLogTest, DamagedLastRecordWithNothingAfterItIsATornTail) {

@@ -221,6 +221,75 @@ TEST_F(SegmentTest, ScanFindsTheIntactFrameAfterDamage) {
   EXPECT_EQ(seg->size(), pos[4]);
 }
 
+// --- Reserved space ---
+
+TEST_F(SegmentTest, ZerosReservedAheadAreNotDamage) {
+  ONCE_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Segment> seg, Segment::Create(dir_, 0, 4096));
+  seg->set_reserve(Segment::Reserve::kZeros, 64 << 10);
+  Fill(seg.get(), 0, 40, 3, [](int64_t) { return 1; });
+  const int64_t size = seg->size();
+  const std::string path = seg->log_path();
+  // The file runs at least half the reserve past the records, in zeros.
+  EXPECT_GE(static_cast<int64_t>(fs::file_size(path)), size + (32 << 10));
+  seg.reset();  // as a crash leaves it: the reserve is still there
+
+  ONCE_ASSERT_OK_AND_ASSIGN(seg, Segment::Open(dir_, 0, 4096));
+  ONCE_ASSERT_OK_AND_ASSIGN(SegmentScan scan, seg->Scan());
+  EXPECT_FALSE(scan.damaged) << scan.damage;
+  EXPECT_EQ(scan.valid_bytes, size);
+  EXPECT_EQ(scan.records, 40);
+  EXPECT_EQ(scan.reserved_bytes, static_cast<int64_t>(fs::file_size(path)) - size);
+  EXPECT_EQ(seg->next_offset(), 40);
+}
+
+TEST_F(SegmentTest, ATornWriteIntoTheReserveIsDamageThatCouldBeTorn) {
+  ONCE_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Segment> seg, Segment::Create(dir_, 0, 4096));
+  seg->set_reserve(Segment::Reserve::kZeros, 64 << 10);
+  Fill(seg.get(), 0, 10, 1, [](int64_t) { return 1; });
+  const int64_t size = seg->size();
+  const std::string path = seg->log_path();
+  seg.reset();
+  // The last record's second half never reached the disk: zeros there.
+  std::string data(static_cast<size_t>(fs::file_size(path)), '\0');
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(File f, File::Open(path, File::Mode::kReadWrite));
+    ONCE_ASSERT_OK(f.ReadAt(0, data.size(), data.data()).status());
+    std::vector<int64_t> pos;
+    for (size_t p = 0; p < static_cast<size_t>(size);) {
+      Record r;
+      ONCE_ASSERT_OK_AND_ASSIGN(size_t n, DecodeFrame(absl::string_view(data).substr(p), &r));
+      pos.push_back(static_cast<int64_t>(p));
+      p += n;
+    }
+    ASSERT_THAT(pos, SizeIs(10));
+    const int64_t half = pos[9] + (size - pos[9]) / 2;
+    ONCE_ASSERT_OK(f.WriteZerosAt(half, size - half));
+  }
+  ONCE_ASSERT_OK_AND_ASSIGN(seg, Segment::Open(dir_, 0, 4096));
+  ONCE_ASSERT_OK_AND_ASSIGN(SegmentScan scan, seg->Scan());
+  EXPECT_TRUE(scan.damaged);
+  EXPECT_TRUE(scan.could_be_torn);
+  EXPECT_EQ(scan.next_valid_position, -1);
+  EXPECT_EQ(scan.records, 9);
+  EXPECT_EQ(scan.reserved_bytes, 0);
+}
+
+TEST_F(SegmentTest, ReleasingTheReserveCutsTheFileToItsRecords) {
+  for (Segment::Reserve how : {Segment::Reserve::kZeros, Segment::Reserve::kAllocate}) {
+    SCOPED_TRACE(how == Segment::Reserve::kZeros ? "zeros" : "allocate");
+    fs::remove_all(dir_ + "/00000000000000000000.log");
+    ONCE_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Segment> seg, Segment::Create(dir_, 0, 4096));
+    seg->set_reserve(how, 64 << 10);
+    Fill(seg.get(), 0, 5, 1, [](int64_t) { return 1; });
+    ONCE_ASSERT_OK(seg->ReleaseReserve());
+    EXPECT_EQ(static_cast<int64_t>(fs::file_size(seg->log_path())), seg->size());
+    // Appending after the release reserves again.
+    Fill(seg.get(), 5, 6, 1, [](int64_t) { return 1; });
+    ONCE_ASSERT_OK(seg->ReleaseReserve());
+    EXPECT_EQ(static_cast<int64_t>(fs::file_size(seg->log_path())), seg->size());
+  }
+}
+
 // --- File ---
 
 TEST_F(SegmentTest, FileErrorsNameThePathAndTheCause) {
@@ -236,6 +305,26 @@ TEST_F(SegmentTest, FileErrorsNameThePathAndTheCause) {
   ONCE_ASSERT_OK_AND_ASSIGN(File ro, File::Open(path, File::Mode::kReadOnly));
   EXPECT_THAT(ro.Append("x"), StatusIs(absl::StatusCode::kFailedPrecondition,
                                        AllOf(HasSubstr("write"), HasSubstr(path))));
+}
+
+TEST_F(SegmentTest, FileWritesAtAPositionAndWritesZeros) {
+  const std::string path = dir_ + "/f";
+  ONCE_ASSERT_OK_AND_ASSIGN(File f, File::Open(path, File::Mode::kCreateNew));
+  ONCE_ASSERT_OK(f.WriteZerosAt(0, 100 << 10));  // more than one chunk of zeros
+  EXPECT_THAT(f.Size(), IsOkAndHolds(100 << 10));
+  ONCE_ASSERT_OK(f.WriteAt(3, "abc"));  // over the zeros; the size stays
+  ONCE_ASSERT_OK(f.StartWriteback(0, 100 << 10));
+  EXPECT_THAT(f.Size(), IsOkAndHolds(100 << 10));
+  std::string all(100 << 10, 'x');
+  ONCE_ASSERT_OK_AND_ASSIGN(size_t n, f.ReadAt(0, all.size(), all.data()));
+  ASSERT_EQ(n, all.size());
+  EXPECT_EQ(all.substr(0, 8), std::string("\0\0\0abc\0\0", 8));
+  EXPECT_EQ(all.find_first_not_of('\0', 6), std::string::npos);
+  ONCE_ASSERT_OK(f.Append("!"));  // at the end, past the zeros
+  EXPECT_THAT(f.Size(), IsOkAndHolds((100 << 10) + 1));
+  ONCE_ASSERT_OK_AND_ASSIGN(File ro, File::Open(path, File::Mode::kReadOnly));
+  EXPECT_THAT(ro.WriteAt(0, "x"), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                           AllOf(HasSubstr("write"), HasSubstr(path))));
 }
 
 TEST_F(SegmentTest, FileAppendsReadsTruncatesAndCloses) {
