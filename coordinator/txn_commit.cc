@@ -149,6 +149,15 @@ void TxnCoordinator::OnDone(ParticipantChannel* channel, const protocol::Done& d
     record = t.record;
   }
   Run(std::move(freed));
+  executor_([this, txn_id = done.txn, group = std::move(group), tokens = std::move(tokens),
+             record = std::move(record)]() mutable {
+    FinishDone(txn_id, std::move(group), std::move(tokens), std::move(record));
+  });
+}
+
+void TxnCoordinator::FinishDone(const std::string& txn_id,
+                                std::shared_ptr<broker::ConsumerGroup> group,
+                                std::vector<std::string> tokens, TxnRecord record) {
   // Delete B in the broker (DESIGN.md §2: before T is done). The tokens
   // died with a restart for a recovered txn: by position then.
   absl::Status deleted = absl::OkStatus();
@@ -176,17 +185,16 @@ void TxnCoordinator::OnDone(ParticipantChannel* channel, const protocol::Done& d
     }
   }
   if (!deleted.ok()) {
-    spdlog::warn("txn {}: deleting its batch in the broker: {}; COMMIT will be re-sent", done.txn,
+    spdlog::warn("txn {}: deleting its batch in the broker: {}; COMMIT will be re-sent", txn_id,
                  deleted.ToString());
     absl::MutexLock lock(&mu_);
-    if (auto it = txns_.find(done.txn); it != txns_.end()) it->second.finishing = false;
+    if (auto it = txns_.find(txn_id); it != txns_.end()) it->second.finishing = false;
     return;
   }
   {
     absl::MutexLock lock(&mu_);
-    if (auto it = txns_.find(done.txn); it != txns_.end()) it->second.record.broker_deleted = true;
+    if (auto it = txns_.find(txn_id); it != txns_.end()) it->second.record.broker_deleted = true;
   }
-  const std::string txn_id = done.txn;
   store_->SubmitDone(txn_id, [this, txn_id](absl::Status s) {
     Aftermath after;
     {

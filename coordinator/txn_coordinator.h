@@ -233,6 +233,12 @@ class TxnCoordinator {
   void OnCommitWritten(const std::string& txn_id, absl::Status status,
                        const std::function<void(absl::Status)>& done);
   void SendCommitLocked(Txn& txn, Aftermath* after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After a DONE: deletes T's batch in the broker, then records T done. Runs
+  // on the executor, off the participant's frame queue: the broker delete is
+  // a durable group-store write, and the VOTE that usually follows a DONE in
+  // the same burst must not wait for it.
+  void FinishDone(const std::string& txn_id, std::shared_ptr<broker::ConsumerGroup> group,
+                  std::vector<std::string> tokens, TxnRecord record) ABSL_LOCKS_EXCLUDED(mu_);
   void ReleaseInflightLocked(Txn& txn, Aftermath* after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The connection `channel` speaks for if it is the current one of its
   // participant and `epoch`/`generation` are current; else queues the

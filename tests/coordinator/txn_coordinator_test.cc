@@ -1,11 +1,13 @@
 // The 2PC engine against a GoogleMock participant, a real broker (disk
 // topic, consumer groups), a real TxnStore in a temp directory and a
-// FakeClock. Delivery loops run inline; only the store's commit callbacks
+// FakeClock. Executor work (delivery loops, the broker delete after DONE)
+// runs inline unless a test defers it; only the store's commit callbacks
 // come from its writer thread, so waits for frames are bounded.
 #include "coordinator/txn_coordinator.h"
 
 #include <stdlib.h>
 
+#include <deque>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -158,7 +160,14 @@ class TxnCoordinatorTest : public ::testing::Test {
         [registry](absl::string_view topic, absl::string_view group) {
           return registry->GetGroup(topic, group);
         },
-        [](std::function<void()> work) { work(); }, o, &metrics_);
+        [this](std::function<void()> work) {
+          if (defer_work_) {
+            deferred_.push_back(std::move(work));
+          } else {
+            work();
+          }
+        },
+        o, &metrics_);
     ASSERT_THAT(engine_->Recover(), IsOk());
   }
 
@@ -222,6 +231,20 @@ class TxnCoordinatorTest : public ::testing::Test {
     return false;
   }
 
+  // Runs the executor work deferred so far (and what it queues), in order.
+  void RunDeferred() {
+    defer_work_ = false;
+    for (int i = 0; i < 100 && !deferred_.empty(); ++i) {
+      std::function<void()> work = std::move(deferred_.front());
+      deferred_.pop_front();
+      work();
+    }
+    EXPECT_TRUE(deferred_.empty());
+  }
+
+  // The executor runs work inline, or queues it while defer_work_ is set.
+  bool defer_work_ = false;
+  std::deque<std::function<void()>> deferred_;
   std::string dir_;
   ::once::testing::FakeClock clock_;
   std::unique_ptr<broker::Broker> broker_;
@@ -351,6 +374,35 @@ TEST_F(TxnCoordinatorTest, DisconnectAfterCommitBeforeDoneResendsCommitAfterHell
   clock_.Advance(10'000);
   engine_->Tick();
   EXPECT_EQ(ch2->Count<protocol::Commit>(), 2);
+}
+
+TEST_F(TxnCoordinatorTest, TheBrokerDeleteAfterDoneDoesNotHoldUpTheNextVote) {
+  Publish(20);
+  auto ch = NewChannel();
+  protocol::Welcome w = Hello(ch, {}, /*window=*/2);
+  std::optional<protocol::Prepare> a = ch->Next<protocol::Prepare>(&ch->cursor);
+  std::optional<protocol::Prepare> b = ch->Next<protocol::Prepare>(&ch->cursor);
+  ASSERT_TRUE(a.has_value() && b.has_value());
+  Vote(ch, w, a->txn, true);
+  ASSERT_TRUE(ch->Next<protocol::Commit>(&ch->cursor).has_value());
+  // DONE(A) then VOTE(B), as one burst of the participant: the broker
+  // delete of A's batch (a durable group-store write) goes to the executor,
+  // so B's vote is decided without waiting for it.
+  defer_work_ = true;
+  Done(ch, w, a->txn);
+  EXPECT_EQ(Acked(), 0);
+  Vote(ch, w, b->txn, true);
+  std::optional<protocol::Commit> c = ch->Next<protocol::Commit>(&ch->cursor);
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->txn, b->txn);
+  EXPECT_EQ(Acked(), 0);
+  RunDeferred();
+  EXPECT_EQ(Acked(), 10);
+  Done(ch, w, b->txn);
+  ASSERT_TRUE(WaitDone(b->txn));  // and A: no committed txn is left
+  EXPECT_EQ(Acked(), 20);
+  ONCE_ASSERT_OK_AND_ASSIGN(std::optional<TxnRecord> rec, store_->Find(a->txn));
+  EXPECT_TRUE(!rec.has_value() || rec->state == TxnState::kDone);
 }
 
 TEST_F(TxnCoordinatorTest, DuplicateDoneIsIgnored) {
