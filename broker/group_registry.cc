@@ -46,7 +46,10 @@ absl::StatusOr<std::unique_ptr<GroupRegistry>> GroupRegistry::Open(Broker* broke
   }
   sqlite::DatabaseOptions db_options;
   db_options.synchronous = options.synchronous;
-  ONCE_ASSIGN_OR_RETURN(std::unique_ptr<GroupStore> store, GroupStore::Open(path, db_options));
+  GroupStoreOptions store_options;
+  store_options.min_commit_interval = options.min_commit_interval;
+  ONCE_ASSIGN_OR_RETURN(std::unique_ptr<GroupStore> store,
+                        GroupStore::Open(path, db_options, store_options));
   ONCE_ASSIGN_OR_RETURN(DeliveryTokenCodec codec,
                         DeliveryTokenCodec::Create(store->token_secret()));
   Clock* clock = options.clock != nullptr ? options.clock : broker->options().clock;

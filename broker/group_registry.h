@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "broker/broker.h"
 #include "broker/consumer_group.h"
 #include "broker/group_config.h"
@@ -43,6 +44,8 @@ struct GroupRegistryOptions {
   std::string db_path;
   // kFull: an ack is answered only once its commit is on stable storage.
   sqlite::Synchronous synchronous = sqlite::Synchronous::kFull;
+  // Paces the group store's commits (GroupStoreOptions).
+  absl::Duration min_commit_interval = absl::ZeroDuration();
   // nullptr: the broker's clock.
   Clock* clock = nullptr;
 };

@@ -5,6 +5,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "broker/group_token.h"
 #include "schema/groups_sql.h"
 #include "schema/status_macros.h"
@@ -37,10 +39,17 @@ absl::Status RunWith(sqlite::Statement& stmt, Ts... values) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GroupStore>> GroupStore::Open(
-    const std::string& path, const sqlite::DatabaseOptions& options) {
+    const std::string& path, const sqlite::DatabaseOptions& options,
+    const GroupStoreOptions& store_options) {
+  if (store_options.min_commit_interval < absl::ZeroDuration() ||
+      store_options.min_commit_interval > absl::Seconds(1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("group store ", path, ": min_commit_interval ",
+                     absl::FormatDuration(store_options.min_commit_interval), " is outside 0..1s"));
+  }
   ONCE_ASSIGN_OR_RETURN(std::unique_ptr<sqlite::Database> db,
                         sqlite::Database::Open(path, options));
-  std::unique_ptr<GroupStore> store(new GroupStore(path, std::move(db)));
+  std::unique_ptr<GroupStore> store(new GroupStore(path, std::move(db), store_options));
   ONCE_RETURN_IF_ERROR(store->Init());
   return store;
 }
@@ -348,11 +357,20 @@ absl::Status GroupStore::Write(const GroupWriteBatch& batch) {
   if (w.done) return w.status;
 
   // This writer leads: commit every batch queued so far in one transaction.
-  // Writers arriving meanwhile queue behind and form the next group.
+  // Writers arriving meanwhile queue behind and form the next group. Paced:
+  // not before min_commit_interval after the last commit (the wait is
+  // unlocked, so what arrives meanwhile joins this group).
+  const absl::Time due = last_commit_end_ + options_.min_commit_interval;
+  if (const absl::Time now = absl::Now(); now < due) {
+    queue_mu_.Unlock();
+    absl::SleepFor(due - now);
+    queue_mu_.Lock();
+  }
   std::vector<Writer*> group(writers_.begin(), writers_.end());
   queue_mu_.Unlock();
   absl::Status status = CommitGroup(group);
   queue_mu_.Lock();
+  last_commit_end_ = absl::Now();
   if (status.ok()) {
     ++stats_.commits;
     stats_.batches += static_cast<int64_t>(group.size());

@@ -8,6 +8,16 @@
 // becomes the leader, takes every batch queued behind it, commits them all
 // and wakes their owners. So N concurrent ackers pay one fsync, not N.
 //
+// With GroupStoreOptions::min_commit_interval, a leader also waits until
+// that long after the previous commit ended, gathering what queues
+// meanwhile. Under a steady stream of small acks, group commit alone syncs
+// back to back (each commit takes whatever queued during the last fsync),
+// and every one of those fsyncs queues at the device in front of the
+// topics' own: measured at a steady 2,000 msg/s (one consumer ack per
+// millisecond), 2 ms between commits took the publish-to-delivery p99 of
+// an fsync=always topic from 5.3-6.8 ms to 3.4-3.5 ms. The cost is up to
+// that long added to an ack's answer.
+//
 // Thread-safe.
 #ifndef ONCE_BROKER_GROUP_STORE_H_
 #define ONCE_BROKER_GROUP_STORE_H_
@@ -23,6 +33,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "broker/group_config.h"
 #include "broker/group_ranges.h"
 #include "schema/sqlite.h"
@@ -71,6 +82,12 @@ struct GroupWriteBatch {
   bool empty() const { return updates.empty(); }
 };
 
+struct GroupStoreOptions {
+  // The least time from the end of one commit to the start of the next
+  // (zero: none; see the file comment).
+  absl::Duration min_commit_interval = absl::ZeroDuration();
+};
+
 struct GroupStoreStats {
   int64_t commits = 0;  // SQLite transactions committed by Write
   int64_t batches = 0;  // Write calls that succeeded
@@ -82,7 +99,8 @@ class GroupStore {
   // in-memory one), applies migrations, makes the token secret on first
   // use and bumps the boot epoch (one durable write).
   static absl::StatusOr<std::unique_ptr<GroupStore>> Open(
-      const std::string& path, const sqlite::DatabaseOptions& options = {});
+      const std::string& path, const sqlite::DatabaseOptions& options = {},
+      const GroupStoreOptions& store_options = {});
 
   const std::string& path() const { return path_; }
   const std::string& token_secret() const { return token_secret_; }
@@ -117,14 +135,15 @@ class GroupStore {
     absl::CondVar cv;
   };
 
-  GroupStore(std::string path, std::unique_ptr<sqlite::Database> db)
-      : path_(std::move(path)), db_(std::move(db)) {}
+  GroupStore(std::string path, std::unique_ptr<sqlite::Database> db, GroupStoreOptions options)
+      : path_(std::move(path)), options_(options), db_(std::move(db)) {}
   absl::Status Init();
   absl::Status PrepareStatements() ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::Status Apply(const PartitionUpdate& u) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::Status CommitGroup(const std::vector<Writer*>& group);
 
   const std::string path_;
+  const GroupStoreOptions options_;
   std::string token_secret_;
   uint32_t boot_epoch_ = 0;
 
@@ -143,6 +162,9 @@ class GroupStore {
   mutable absl::Mutex queue_mu_;
   std::deque<Writer*> writers_ ABSL_GUARDED_BY(queue_mu_);
   GroupStoreStats stats_ ABSL_GUARDED_BY(queue_mu_);
+  // When the last commit ended (real time: it paces the device, it stamps
+  // nothing).
+  absl::Time last_commit_end_ ABSL_GUARDED_BY(queue_mu_) = absl::InfinitePast();
 };
 
 }  // namespace once::broker

@@ -50,6 +50,9 @@ ABSL_FLAG(std::string, on_corruption, "refuse",
           "Damage found in a disk segment at start: refuse (do not start) or truncate.");
 ABSL_FLAG(int64_t, maintenance_interval_ms, kDefaults.maintenance_interval_ms,
           "How often retention, lease deadlines and space reclaim run.");
+ABSL_FLAG(int64_t, group_commit_interval_ms, kDefaults.group_commit_interval_ms,
+          "Least milliseconds between two commits of the consumer groups' store (acks "
+          "share one fsync per interval); 0..1000.");
 ABSL_FLAG(int64_t, drain_timeout_ms, kDefaults.drain_timeout_ms,
           "On SIGTERM/SIGINT, how long in-flight requests get to finish.");
 ABSL_FLAG(int32_t, default_partitions, kDefaults.default_topic.partitions,
@@ -96,6 +99,7 @@ const char* const kFlagNames[] = {
     "memory_budget_bytes",
     "on_corruption",
     "maintenance_interval_ms",
+    "group_commit_interval_ms",
     "drain_timeout_ms",
     "default_partitions",
     "default_backend",
@@ -169,6 +173,7 @@ int main(int argc, char** argv) {
   options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
   options.memory_budget_bytes = absl::GetFlag(FLAGS_memory_budget_bytes);
   options.maintenance_interval_ms = absl::GetFlag(FLAGS_maintenance_interval_ms);
+  options.group_commit_interval_ms = absl::GetFlag(FLAGS_group_commit_interval_ms);
   options.drain_timeout_ms = absl::GetFlag(FLAGS_drain_timeout_ms);
   if (const std::string sync = absl::GetFlag(FLAGS_txn_sync); sync == "full" || sync == "normal") {
     options.txn_sync_full = sync == "full";

@@ -137,8 +137,10 @@ void Service::OpenBroker() {
     Shutdown();
     return;
   }
+  broker::GroupRegistryOptions group_options;
+  group_options.min_commit_interval = absl::Milliseconds(options_.group_commit_interval_ms);
   absl::StatusOr<std::unique_ptr<broker::GroupRegistry>> groups =
-      broker::GroupRegistry::Open(broker->get(), broker::GroupRegistryOptions());
+      broker::GroupRegistry::Open(broker->get(), group_options);
   if (!groups.ok()) {
     SetExitStatus(absl::Status(groups.status().code(),
                                absl::StrCat("opening the consumer groups in ", options_.data_dir,

@@ -76,6 +76,8 @@ absl::Status ValidateServiceOptions(const ServiceOptions& o) {
       CheckRange("memory_budget_bytes", o.memory_budget_bytes, 0, int64_t{1} << 50));
   ONCE_RETURN_IF_ERROR(
       CheckRange("maintenance_interval_ms", o.maintenance_interval_ms, 10, 60'000));
+  ONCE_RETURN_IF_ERROR(
+      CheckRange("group_commit_interval_ms", o.group_commit_interval_ms, 0, 1'000));
   ONCE_RETURN_IF_ERROR(CheckRange("drain_timeout_ms", o.drain_timeout_ms, 0, 600'000));
   ONCE_RETURN_IF_ERROR(
       CheckRange("txn_vote_timeout_ms", o.txn_vote_timeout_ms, 1, 24 * 3600 * 1000));
@@ -104,6 +106,7 @@ std::string DescribeOptions(const ServiceOptions& o) {
                       "  memory_budget_bytes = ", o.memory_budget_bytes, "\n",            //
                       "  on_corruption = ", CorruptionPolicyName(o.on_corruption), "\n",  //
                       "  maintenance_interval_ms = ", o.maintenance_interval_ms, "\n",    //
+                      "  group_commit_interval_ms = ", o.group_commit_interval_ms, "\n",  //
                       "  drain_timeout_ms = ", o.drain_timeout_ms, "\n",                  //
                       "  default_partitions = ", t.partitions, "\n",                      //
                       "  default_backend = ", broker::BackendName(t.backend), "\n",       //

@@ -49,6 +49,13 @@ struct ServiceOptions {
   broker::TopicConfig default_topic;
   // Retention, lease deadlines and space reclaim run this often. 10 ms..1 min.
   int64_t maintenance_interval_ms = 1000;
+  // The least time between two commits of the consumer groups' store
+  // (groups.db), so that a steady stream of acks costs at most one fsync
+  // per interval instead of one after another, each queued at the device
+  // in front of the topics' fsyncs (broker/group_store.h). An ack's answer
+  // waits up to this long more. 0..1000; 0: commit as soon as the last
+  // commit ended.
+  int64_t group_commit_interval_ms = 2;
   // On SIGTERM/SIGINT, in-flight requests get this long to finish before
   // the service stops anyway. 0..10 min.
   int64_t drain_timeout_ms = 10'000;

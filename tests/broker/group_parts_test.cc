@@ -264,6 +264,51 @@ TEST_F(GroupStoreTest, ConcurrentWritersShareCommits) {
   }
 }
 
+TEST_F(GroupStoreTest, PacedCommitsGatherWhatQueuesMeanwhile) {
+  GroupStoreOptions paced;
+  // Long enough that the threads below all queue within it even on a busy
+  // machine: they then share the one commit the pacing holds back.
+  paced.min_commit_interval = absl::Milliseconds(500);
+  ONCE_ASSERT_OK_AND_ASSIGN(auto store, GroupStore::Open(path(), {}, paced));
+  StoredGroup g;
+  g.topic = "t";
+  g.name = "g";
+  constexpr int kThreads = 8;
+  ONCE_ASSERT_OK_AND_ASSIGN(int64_t id, store->CreateGroup(g, std::vector<int64_t>(kThreads, 0)));
+  auto ack = [&](int partition, int64_t floor) {
+    GroupWriteBatch b;
+    PartitionUpdate u;
+    u.group_id = id;
+    u.partition = partition;
+    u.done_floor = floor;
+    u.add_acked = 1;
+    b.updates.push_back(u);
+    return store->Write(b);
+  };
+  ONCE_ASSERT_OK(ack(0, 1));  // the first commit is not held back
+  EXPECT_EQ(store->stats().commits, 1);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] { EXPECT_THAT(ack(t, 2), ::once::testing::IsOk()); });
+  }
+  for (auto& th : threads) th.join();
+  GroupStoreStats stats = store->stats();
+  EXPECT_EQ(stats.batches, kThreads + 1);
+  EXPECT_EQ(stats.commits, 2);
+  ONCE_ASSERT_OK_AND_ASSIGN(auto parts, store->LoadPartitions(id));
+  ASSERT_EQ(parts.size(), static_cast<size_t>(kThreads));
+  for (const StoredPartition& p : parts) EXPECT_EQ(p.done_floor, 2);
+}
+
+TEST_F(GroupStoreTest, CommitIntervalOutOfRangeIsRefused) {
+  for (absl::Duration bad : {absl::Milliseconds(-1), absl::Seconds(2)}) {
+    GroupStoreOptions o;
+    o.min_commit_interval = bad;
+    EXPECT_THAT(GroupStore::Open(path(), {}, o),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("min_commit_interval")));
+  }
+}
+
 TEST_F(GroupStoreTest, NewerSchemaIsRefused) {
   { ONCE_ASSERT_OK_AND_ASSIGN(auto store, GroupStore::Open(path())); }
   {

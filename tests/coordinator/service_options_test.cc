@@ -80,6 +80,21 @@ TEST(ValidateServiceOptionsTest, TxnBatchingDefaultsHaveTheGroupSettingsRanges) 
   EXPECT_THAT(DescribeOptions(ServiceOptions()), HasSubstr("txn_linger_ms = 0\n"));
 }
 
+TEST(ValidateServiceOptionsTest, GroupCommitIntervalIsZeroToOneSecond) {
+  ServiceOptions o;
+  EXPECT_EQ(o.group_commit_interval_ms, 2);
+  for (int64_t interval : {int64_t{-1}, int64_t{1001}}) {
+    o.group_commit_interval_ms = interval;
+    EXPECT_THAT(ValidateServiceOptions(o), StatusIs(absl::StatusCode::kInvalidArgument,
+                                                    HasSubstr("group_commit_interval_ms")));
+  }
+  for (int64_t interval : {int64_t{0}, int64_t{1000}}) {
+    o.group_commit_interval_ms = interval;
+    EXPECT_THAT(ValidateServiceOptions(o), ::once::testing::IsOk());
+  }
+  EXPECT_THAT(DescribeOptions(ServiceOptions()), HasSubstr("group_commit_interval_ms = 2\n"));
+}
+
 TEST(DescribeOptionsTest, ListsEverySetting) {
   ServiceOptions o;
   o.data_dir = "/srv/once";
