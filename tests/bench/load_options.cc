@@ -91,7 +91,8 @@ std::string LoadUsage() {
          "  --drain-timeout-s=S           wait for consumers after publishing [30]\n"
          "  --topic=NAME --keep-topic     use this topic name; do not delete it\n"
          "  --client-threads=N            the driver's WebSocket I/O threads [1]\n"
-         "  --ws-batch=true|false         batched delivery frames (\"messages\") [true]\n";
+         "  --ws-batch=true|false         batched delivery frames (\"messages\") [true]\n"
+         "  --backlog                     ws: consume only after publishing, from the backlog\n";
 }
 
 absl::StatusOr<LoadOptions> ParseLoadOptions(const std::vector<std::string>& args) {
@@ -162,13 +163,14 @@ absl::StatusOr<LoadOptions> ParseLoadOptions(const std::vector<std::string>& arg
       {"keep-topic",
        [&](const std::string& v) { return ParseBool("keep-topic", v, &o.keep_topic); }},
       {"ws-batch", [&](const std::string& v) { return ParseBool("ws-batch", v, &o.ws_batch); }},
+      {"backlog", [&](const std::string& v) { return ParseBool("backlog", v, &o.backlog); }},
       {"client-threads",
        [&](const std::string& v) {
          return ParseInt("client-threads", v, 1, 16, &o.client_threads);
        }},
   };
   const std::map<std::string, bool> booleans = {
-      {"json", true}, {"keep-topic", true}, {"ws-batch", true}};
+      {"json", true}, {"keep-topic", true}, {"ws-batch", true}, {"backlog", true}};
   for (size_t i = 0; i < args.size(); ++i) {
     absl::string_view arg = args[i];
     if (!absl::StartsWith(arg, "--")) {
@@ -196,6 +198,9 @@ absl::StatusOr<LoadOptions> ParseLoadOptions(const std::vector<std::string>& arg
     if (absl::Status s = it->second(value); !s.ok()) return s;
   }
   if (!has_url) return Bad("url", "is required (http://127.0.0.1:PORT)");
+  if (o.backlog && o.transport != Transport::kWebSocket) {
+    return Bad("backlog", "is for --transport=ws only");
+  }
   return o;
 }
 

@@ -39,6 +39,12 @@ struct LoadOptions {
   // WebSocket subscriptions ask for batched delivery ("messages" frames)
   // instead of one "message" frame per delivery.
   bool ws_batch = true;
+  // WebSocket only: the consumers start once publishing is over, on the
+  // backlog it left, so consume+ack msg/s is the consumers' own rate rather
+  // than the publishers' (consumption cannot outrun publishing when both
+  // run at once; consumed-vs-published figures of other brokers are taken
+  // this way). Latencies then are mostly time spent in the backlog.
+  bool backlog = false;
 };
 
 // Parses `args` (without the program name). Flags take "--name=value" or

@@ -56,6 +56,9 @@ check_run --transport=ws --topic-backend=disk --fsync=always --batch=16
 check_run --transport=http --topic-backend=memory --batch=16
 check_run --transport=ws --topic-backend=disk --batch=1 --rate=200
 check_run --transport=ws --topic-backend=memory --batch=8 --ws-batch=false
+line=$(check_run --transport=ws --topic-backend=disk --fsync=always --batch=16 --backlog)
+echo "$line"
+[[ "$line" == *" backlog=true "* ]] || fail "a --backlog run does not say so: $line"
 
 # The disk runs' group commits show in /metrics' fsync histogram.
 metrics=$(curl -sf "$url/metrics") || fail "GET /metrics failed"
@@ -71,7 +74,7 @@ python3 -c 'import json,sys; r=json.loads(sys.argv[1]); assert r["published"]>0 
   || fail "bad --json result: $json"
 
 # Bad input is refused before any traffic, naming the flag.
-for bad in "--connections=0" "--ws-batch=maybe" "--transport=carrier-pigeon" "--url=http://localhost:1" "--rate=-1" \
+for bad in "--connections=0" "--ws-batch=maybe" "--transport=http --backlog" "--transport=carrier-pigeon" "--url=http://localhost:1" "--rate=-1" \
            "--batch=abc" "--no-such-flag" "--url"; do
   set +e
   msg=$("$load" --url="$url" $bad 2>&1 >/dev/null)

@@ -53,6 +53,7 @@ std::string FormatResult(const LoadResult& r, bool json) {
     j["batch"] = o.batch;
     j["rate"] = o.rate;
     j["duration_s"] = o.duration_s;
+    j["backlog"] = o.backlog;
     j["message_bytes"] = o.message_bytes;
     j["published"] = r.published;
     j["delivered"] = r.consumed;
@@ -69,11 +70,11 @@ std::string FormatResult(const LoadResult& r, bool json) {
   }
   return absl::StrFormat(
       "once-load transport=%s backend=%s fsync=%s connections=%d partitions=%d batch=%d "
-      "rate=%.0f duration_s=%.1f published=%d consumed=%d errors=%d publish_msg_s=%.0f "
+      "rate=%.0f duration_s=%.1f%s published=%d consumed=%d errors=%d publish_msg_s=%.0f "
       "consume_msg_s=%.0f p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f",
       transport, o.backend, fsync, o.connections, o.partitions, o.batch, o.rate, o.duration_s,
-      r.published, r.acked, r.errors, pub_rate, con_rate, r.latency.p50_ms, r.latency.p99_ms,
-      r.latency.p999_ms);
+      o.backlog ? " backlog=true" : "", r.published, r.acked, r.errors, pub_rate, con_rate,
+      r.latency.p50_ms, r.latency.p99_ms, r.latency.p999_ms);
 }
 
 }  // namespace once::load

@@ -32,8 +32,9 @@ struct RunCounters {
   std::atomic<int64_t> acked{0};      // acks the service confirmed as applied
   std::atomic<int64_t> errors{0};
   std::atomic<int64_t> start_nanos{0};
-  std::atomic<int64_t> last_publish_nanos{0};  // the last publish confirmation
-  std::atomic<int64_t> last_ack_nanos{0};      // the last ack confirmation
+  std::atomic<int64_t> consume_start_nanos{0};  // when the consumers began
+  std::atomic<int64_t> last_publish_nanos{0};   // the last publish confirmation
+  std::atomic<int64_t> last_ack_nanos{0};       // the last ack confirmation
   std::atomic<bool> stop_publishing{false};
   std::atomic<bool> stop_consuming{false};
 
@@ -49,7 +50,7 @@ struct RunCounters {
 struct LoadResult {
   LoadOptions options;
   double publish_seconds = 0;  // start .. last publish confirmation
-  double consume_seconds = 0;  // start .. last ack confirmation
+  double consume_seconds = 0;  // consumers' start .. last ack confirmation
   int64_t published = 0, consumed = 0, acked = 0, errors = 0;
   Percentiles latency;
 };

@@ -8,8 +8,9 @@
 // Phases: setup; publish for --duration-s; stop publishing and wait (up
 // to --drain-timeout-s) until every published message was acked; report.
 // Rates are over the time from the start to the last confirmation of
-// each kind. Exit status: 0 when the run had no error, 1 when it had
-// (the first is printed on stderr), 2 for bad flags.
+// each kind. With --backlog the consumers start only once publishing is
+// over, and the consume rate is from their start. Exit status: 0 when the run had no error, 1 when
+// it had (the first is printed on stderr), 2 for bad flags.
 #include <unistd.h>
 
 #include <chrono>
@@ -143,7 +144,11 @@ absl::Status RunWebSocket(const LoadOptions& o, const std::string& topic, const 
   }
   if (status.ok()) {
     c->start_nanos.store(NowNanos());
-    for (auto& conn : consumers) conn->Begin();
+    auto begin_consumers = [&] {
+      c->consume_start_nanos.store(NowNanos());
+      for (auto& conn : consumers) conn->Begin();
+    };
+    if (!o.backlog) begin_consumers();
     for (auto& conn : publishers) conn->Begin();
     PublishPhase(o, c);
     const bool stopped = WaitFor(
@@ -155,6 +160,7 @@ absl::Status RunWebSocket(const LoadOptions& o, const std::string& topic, const 
         },
         kPublishersStopTimeout);
     if (!stopped) c->Error("publishers still had unanswered publishes after 60 s");
+    if (o.backlog) begin_consumers();
     DrainPhase(o, c);
   }
   for (auto& conn : publishers) conn->Close();
@@ -221,7 +227,9 @@ int Main(int argc, char** argv) {
   r.options = o;
   const int64_t start = counters.start_nanos.load();
   r.publish_seconds = std::max<int64_t>(0, counters.last_publish_nanos.load() - start) / 1e9;
-  r.consume_seconds = std::max<int64_t>(0, counters.last_ack_nanos.load() - start) / 1e9;
+  const int64_t consume_start =
+      counters.consume_start_nanos.load() > 0 ? counters.consume_start_nanos.load() : start;
+  r.consume_seconds = std::max<int64_t>(0, counters.last_ack_nanos.load() - consume_start) / 1e9;
   r.published = counters.published.load();
   r.consumed = counters.consumed.load();
   r.acked = counters.acked.load();
