@@ -82,7 +82,7 @@ TEST(ValidateServiceOptionsTest, TxnBatchingDefaultsHaveTheGroupSettingsRanges) 
 
 TEST(ValidateServiceOptionsTest, GroupCommitIntervalIsZeroToOneSecond) {
   ServiceOptions o;
-  EXPECT_EQ(o.group_commit_interval_ms, 2);
+  EXPECT_EQ(o.group_commit_interval_ms, 0);
   for (int64_t interval : {int64_t{-1}, int64_t{1001}}) {
     o.group_commit_interval_ms = interval;
     EXPECT_THAT(ValidateServiceOptions(o), StatusIs(absl::StatusCode::kInvalidArgument,
@@ -92,7 +92,7 @@ TEST(ValidateServiceOptionsTest, GroupCommitIntervalIsZeroToOneSecond) {
     o.group_commit_interval_ms = interval;
     EXPECT_THAT(ValidateServiceOptions(o), ::once::testing::IsOk());
   }
-  EXPECT_THAT(DescribeOptions(ServiceOptions()), HasSubstr("group_commit_interval_ms = 2\n"));
+  EXPECT_THAT(DescribeOptions(ServiceOptions()), HasSubstr("group_commit_interval_ms = 0\n"));
 }
 
 TEST(DescribeOptionsTest, ListsEverySetting) {
