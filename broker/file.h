@@ -50,7 +50,7 @@ class File {
   absl::Status WriteAt(int64_t offset, absl::string_view data);
 
   // Writes `length` zero bytes at `offset` (real writes, not a hole or an
-  // unwritten extent: see Segment's reserved tail for why).
+  // unwritten extent: see Segment::Reserve for why).
   absl::Status WriteZerosAt(int64_t offset, int64_t length);
 
   // Starts writing back the dirty pages of [offset, offset + length)

@@ -15,7 +15,7 @@
 // and every one of those fsyncs queues at the device in front of the
 // topics' own: measured at a steady 2,000 msg/s (one consumer ack per
 // millisecond), 2 ms between commits took the publish-to-delivery p99 of
-// an fsync=always topic from 5.3-6.8 ms to 3.4-3.5 ms. The cost is up to
+// an fsync=always topic from 6.2-6.8 ms to 3.4-3.5 ms. The cost is up to
 // that long added to an ack's answer.
 //
 // Thread-safe.
