@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "once/participant.h"
 #include "schema/txn_protocol.h"
+#include "tests/participant/coordinator_frames.h"
 #include "tests/participant/fake_coordinator.h"
 #include "tests/participant/ledger_testing.h"
 #include "tests/testing/status_matchers.h"
@@ -28,52 +29,24 @@ using ::testing::Pair;
 
 constexpr uint64_t kEpoch = 7;
 
-protocol::TxnMessage Payment(uint64_t offset, const std::string& value) {
-  protocol::TxnMessage m;
-  m.id = protocol::MessageId("payments", 0, offset);
-  m.offset = offset;
-  m.value = value;
-  return m;
-}
+using participant::frames::Payment;
+using participant::frames::Str;
 
 std::string Welcome(uint64_t generation, std::vector<protocol::Resolution> resolutions = {}) {
-  protocol::Welcome w;
-  w.epoch = kEpoch;
-  w.generation = generation;
-  w.resolutions = std::move(resolutions);
-  return protocol::Encode(w);
+  return participant::frames::Welcome(kEpoch, generation, std::move(resolutions));
 }
 
 std::string Prepare(const std::string& txn, uint64_t generation,
                     std::vector<protocol::TxnMessage> messages, uint64_t epoch = kEpoch) {
-  protocol::Prepare p;
-  p.txn = txn;
-  p.epoch = epoch;
-  p.generation = generation;
-  p.messages = std::move(messages);
-  return protocol::Encode(p);
+  return participant::frames::Prepare(txn, epoch, generation, std::move(messages));
 }
 
 std::string Commit(const std::string& txn, uint64_t generation, uint64_t epoch = kEpoch) {
-  protocol::Commit c;
-  c.txn = txn;
-  c.epoch = epoch;
-  c.generation = generation;
-  return protocol::Encode(c);
+  return participant::frames::Commit(txn, epoch, generation);
 }
 
 std::string Abort(const std::string& txn, uint64_t generation) {
-  protocol::Abort a;
-  a.txn = txn;
-  a.epoch = kEpoch;
-  a.generation = generation;
-  a.reason = "test";
-  return protocol::Encode(a);
-}
-
-std::string Str(const json::object& o, const char* field) {
-  auto it = o.find(field);
-  return it != o.end() && it->value().is_string() ? std::string(it->value().get_string()) : "";
+  return participant::frames::Abort(txn, kEpoch, generation);
 }
 
 class ParticipantFakeTest : public ::testing::Test {

@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "once/participant.h"
 #include "schema/txn_protocol.h"
+#include "tests/participant/coordinator_frames.h"
 #include "tests/participant/failing_end_resource.h"
 #include "tests/participant/fake_coordinator.h"
 #include "tests/participant/ledger_testing.h"
@@ -31,38 +32,20 @@ using ::testing::Pair;
 
 constexpr uint64_t kEpoch = 7;
 
+using participant::frames::Str;
+
 std::string Welcome(uint64_t generation) {
-  protocol::Welcome w;
-  w.epoch = kEpoch;
-  w.generation = generation;
-  return protocol::Encode(w);
+  return participant::frames::Welcome(kEpoch, generation);
 }
 
 std::string Prepare(const std::string& txn, uint64_t generation, uint64_t offset,
                     const std::string& value) {
-  protocol::TxnMessage m;
-  m.id = protocol::MessageId("payments", 0, offset);
-  m.offset = offset;
-  m.value = value;
-  protocol::Prepare p;
-  p.txn = txn;
-  p.epoch = kEpoch;
-  p.generation = generation;
-  p.messages = {m};
-  return protocol::Encode(p);
+  return participant::frames::Prepare(txn, kEpoch, generation,
+                                      {participant::frames::Payment(offset, value)});
 }
 
 std::string Commit(const std::string& txn, uint64_t generation) {
-  protocol::Commit c;
-  c.txn = txn;
-  c.epoch = kEpoch;
-  c.generation = generation;
-  return protocol::Encode(c);
-}
-
-std::string Str(const json::object& o, const char* field) {
-  auto it = o.find(field);
-  return it != o.end() && it->value().is_string() ? std::string(it->value().get_string()) : "";
+  return participant::frames::Commit(txn, kEpoch, generation);
 }
 
 class ParticipantGroupTest : public ::testing::Test {

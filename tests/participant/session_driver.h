@@ -15,6 +15,7 @@
 #include "absl/strings/string_view.h"
 #include "participant/src/txn_session.h"
 #include "schema/txn_protocol.h"
+#include "tests/participant/coordinator_frames.h"
 #include "tests/participant/ledger_testing.h"
 
 namespace once::participant::session_testing {
@@ -26,34 +27,19 @@ inline constexpr uint64_t kGeneration = 1;
 // offsets first_offset, first_offset + 1, ...
 inline std::string PrepareFrame(const std::string& txn, uint64_t first_offset,
                                 const std::vector<std::string>& values) {
-  protocol::Prepare p;
-  p.txn = txn;
-  p.epoch = kEpoch;
-  p.generation = kGeneration;
+  std::vector<protocol::TxnMessage> messages;
   for (size_t i = 0; i < values.size(); ++i) {
-    protocol::TxnMessage m;
-    m.offset = first_offset + i;
-    m.id = protocol::MessageId("payments", 0, m.offset);
-    m.value = values[i];
-    p.messages.push_back(std::move(m));
+    messages.push_back(frames::Payment(first_offset + i, values[i]));
   }
-  return protocol::Encode(p);
+  return frames::Prepare(txn, kEpoch, kGeneration, std::move(messages));
 }
 
 inline std::string CommitFrame(const std::string& txn) {
-  protocol::Commit c;
-  c.txn = txn;
-  c.epoch = kEpoch;
-  c.generation = kGeneration;
-  return protocol::Encode(c);
+  return frames::Commit(txn, kEpoch, kGeneration);
 }
 
 inline std::string WelcomeFrame(std::vector<protocol::Resolution> resolutions = {}) {
-  protocol::Welcome w;
-  w.epoch = kEpoch;
-  w.generation = kGeneration;
-  w.resolutions = std::move(resolutions);
-  return protocol::Encode(w);
+  return frames::Welcome(kEpoch, kGeneration, std::move(resolutions));
 }
 
 // One session of participant "p1" (payments/ledger, the ledger handler)
