@@ -9,8 +9,9 @@
 // to --drain-timeout-s) until every published message was acked; report.
 // Rates are over the time from the start to the last confirmation of
 // each kind. With --backlog the consumers start only once publishing is
-// over, and the consume rate is from their start. Exit status: 0 when the run had no error, 1 when
-// it had (the first is printed on stderr), 2 for bad flags.
+// over, and the consume rate is from their start. Exit status: 0 when the
+// run had no error, 1 when it had (the first is printed on stderr), 2 for
+// bad flags.
 #include <unistd.h>
 
 #include <chrono>

@@ -33,9 +33,9 @@ class SqliteResourceTest : public ::testing::Test {
     r_.reset();
     std::filesystem::remove_all(dir_);
   }
-  void Reopen() {
+  // Reopens the ledger with `options` on the test's clock.
+  void Reopen(SqliteResourceOptions options = {}) {
     r_.reset();
-    SqliteResourceOptions options;
     options.clock = &clock_;
     auto r = testing::OpenLedger((dir_ / "ledger.db").string(), options);
     ASSERT_TRUE(r.ok()) << r.status();
@@ -167,11 +167,9 @@ TEST_F(SqliteResourceTest, ApplyOnceSkipsARecordedId) {
 
 TEST_F(SqliteResourceTest, CommittedTxnsArePrunedPastRetentionButIdsStay) {
   SqliteResourceOptions options;
-  options.clock = &clock_;
   options.keep_committed_ms = 1000;
   options.keep_committed_min = 1;
-  r_.reset();
-  ONCE_ASSERT_OK_AND_ASSIGN(r_, testing::OpenLedger((dir_ / "ledger.db").string(), options));
+  Reopen(options);
   ONCE_ASSERT_OK(r_->Prepare(Txn("1.1", {Pay("p/0/0", "a", 5)})));
   ONCE_ASSERT_OK(r_->Commit("1.1").status());
   clock_.Advance(5000);
@@ -184,11 +182,9 @@ TEST_F(SqliteResourceTest, CommittedTxnsArePrunedPastRetentionButIdsStay) {
 
 TEST_F(SqliteResourceTest, PruningKeepsTheNewestKeepCommittedMin) {
   SqliteResourceOptions options;
-  options.clock = &clock_;
   options.keep_committed_ms = 1000;
   options.keep_committed_min = 3;
-  r_.reset();
-  ONCE_ASSERT_OK_AND_ASSIGN(r_, testing::OpenLedger((dir_ / "ledger.db").string(), options));
+  Reopen(options);
   for (int i = 1; i <= 5; ++i) {
     const std::string txn = absl::StrCat("1.", i);
     ONCE_ASSERT_OK(r_->Prepare(Txn(txn, {Pay(absl::StrCat("p/0/", i), "a", 1)})));
