@@ -146,6 +146,11 @@ class SharedGroup final : public ConsumerGroup {
   int round_robin_ ABSL_GUARDED_BY(mu_) = 0;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   bool resetting_ ABSL_GUARDED_BY(mu_) = false;
+  // A fetch since the last ack's notification took less than it asked for
+  // because its consumer held `prefetch` leases: only then does settling a
+  // lease free room somebody waits for. Otherwise an ack wakes nobody: at
+  // a steady rate every waiting feed would fetch in vain after every ack.
+  bool prefetch_full_ ABSL_GUARDED_BY(mu_) = false;
   // Calls between reserving and applying (reads, publishes, durable
   // writes); Reset and Close wait for it to reach zero.
   int inflight_ ABSL_GUARDED_BY(mu_) = 0;

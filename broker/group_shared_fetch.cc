@@ -34,6 +34,7 @@ absl::StatusOr<std::vector<Delivery>> SharedGroup::FetchImpl(absl::string_view c
     changed = ExpireLocked(now);
     const uint32_t cid = TouchConsumerLocked(consumer, now);
     const int64_t capacity = ctx_.config.prefetch - leases_.HeldBy(cid);
+    if (capacity < max) prefetch_full_ = true;
     int64_t want = std::min<int64_t>(max, capacity);
     const int n = static_cast<int>(parts_.size());
     // Per partition: the next redelivery candidate and the fresh range.

@@ -153,7 +153,7 @@ absl::StatusOr<AckResult> SharedGroup::Ack(absl::Span<const std::string> tokens)
       return s;
     }
     result.applied = static_cast<int64_t>(items.size());
-    changed = true;  // prefetch room freed
+    changed = changed || std::exchange(prefetch_full_, false);  // room a fetch waits for
   }
   if (changed) notifier_.Notify();
   return result;

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "boost/asio/dispatch.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/system/error_code.hpp"
 
@@ -37,21 +38,32 @@ WsFeed::~WsFeed() {
 }
 
 void WsFeed::Request(int max) {
-  absl::MutexLock lock(&mu_);
-  if (state_ == State::kStopped) return;
-  max_ = std::max(1, max);
-  if (listener_id_ == 0) {
-    std::weak_ptr<WsFeed> weak = weak_from_this();
-    // On the notifying thread (a publish, an ack...): only a state check
-    // and a post.
-    listener_id_ = group_->notifier().AddListener([weak] {
-      if (std::shared_ptr<WsFeed> feed = weak.lock()) feed->OnChange();
-    });
+  std::optional<int64_t> deadline_ms;
+  {
+    absl::MutexLock lock(&mu_);
+    if (state_ == State::kStopped) return;
+    max_ = std::max(1, max);
+    if (listener_id_ == 0) {
+      std::weak_ptr<WsFeed> weak = weak_from_this();
+      // On the notifying thread (a publish, an ack...): only a state check
+      // and a post.
+      listener_id_ = group_->notifier().AddListener([weak] {
+        if (std::shared_ptr<WsFeed> feed = weak.lock()) feed->OnChange();
+      });
+    }
+    if (state_ != State::kIdle) return;
+    if (!drained_at_.has_value() || *drained_at_ != group_->notifier().version()) {
+      state_ = State::kFetching;
+      net::post(workers_, [self = shared_from_this()] { self->Fetch(); });
+      return;
+    }
+    // Nothing moved since a fetch that left nothing behind: wait. (Checked
+    // under mu_, as Fetch does: a change after this finds kWaiting.)
+    state_ = State::kWaiting;
+    deadline_ms = drained_deadline_ms_;
   }
-  if (state_ == State::kIdle) {
-    state_ = State::kFetching;
-    net::post(workers_, [self = shared_from_this()] { self->Fetch(); });
-  }
+  // On the strand already when the session calls: no hand-off.
+  net::dispatch(strand_, [self = shared_from_this(), deadline_ms] { self->ArmTimer(deadline_ms); });
 }
 
 void WsFeed::Stop() {
@@ -88,7 +100,9 @@ void WsFeed::Fetch() {
     std::optional<int64_t> next_deadline;
     try {
       result = group_->Fetch(consumer_, max);
-      if (result.ok() && result->empty()) next_deadline = group_->NextDeadlineMs();
+      if (result.ok() && static_cast<int>(result->size()) < max) {
+        next_deadline = group_->NextDeadlineMs();
+      }
     } catch (const std::exception& e) {
       result = absl::InternalError(absl::StrCat("fetch failed: ", e.what()));
     }
@@ -96,6 +110,9 @@ void WsFeed::Fetch() {
       {
         absl::MutexLock lock(&mu_);
         if (state_ != State::kStopped) state_ = State::kIdle;
+        const bool drained = result.ok() && static_cast<int>(result->size()) < max;
+        drained_at_ = drained ? std::optional<uint64_t>(seen) : std::nullopt;
+        drained_deadline_ms_ = next_deadline;
       }
       deliver_(std::move(result));
       return;
@@ -107,8 +124,14 @@ void WsFeed::Fetch() {
         // Checked under mu_: a change after this finds kWaiting (its
         // listener runs after the version moved) and fetches.
         state_ = State::kWaiting;
-        net::post(strand_,
-                  [self = shared_from_this(), next_deadline] { self->ArmTimer(next_deadline); });
+        drained_at_ = seen;
+        drained_deadline_ms_ = next_deadline;
+        // A timer due no later than needed (the usual case: a fetch woken
+        // by a publish another consumer took) stays as it is: no hand-off.
+        if (!timer_due_.has_value() || *timer_due_ > WakeAt(next_deadline)) {
+          net::post(strand_,
+                    [self = shared_from_this(), next_deadline] { self->ArmTimer(next_deadline); });
+        }
         return;
       }
     }
@@ -119,11 +142,7 @@ void WsFeed::Fetch() {
   }
 }
 
-void WsFeed::ArmTimer(std::optional<int64_t> deadline_ms) {
-  {
-    absl::MutexLock lock(&mu_);
-    if (state_ != State::kWaiting) return;  // woken meanwhile, or stopped
-  }
+std::chrono::steady_clock::time_point WsFeed::WakeAt(std::optional<int64_t> deadline_ms) const {
   auto wait = std::chrono::milliseconds(kMaxIdle);
   if (deadline_ms.has_value()) {
     // The group's deadlines are on its (wall) clock; at least 1 ms so a
@@ -131,10 +150,27 @@ void WsFeed::ArmTimer(std::optional<int64_t> deadline_ms) {
     wait = std::min(
         wait, std::chrono::milliseconds(std::max<int64_t>(1, *deadline_ms - clock_->NowMs())));
   }
-  timer_.expires_after(wait);
+  return std::chrono::steady_clock::now() + wait;
+}
+
+void WsFeed::ArmTimer(std::optional<int64_t> deadline_ms) {
+  const std::chrono::steady_clock::time_point due = WakeAt(deadline_ms);
+  {
+    absl::MutexLock lock(&mu_);
+    if (state_ != State::kWaiting) return;                     // woken meanwhile, or stopped
+    if (timer_due_.has_value() && *timer_due_ <= due) return;  // armed soon enough
+    timer_due_ = due;
+  }
+  timer_.expires_at(due);
   timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
     if (ec) return;  // cancelled: re-armed or stopped
-    if (std::shared_ptr<WsFeed> feed = weak.lock()) feed->OnChange();
+    if (std::shared_ptr<WsFeed> feed = weak.lock()) {
+      {
+        absl::MutexLock lock(&feed->mu_);
+        feed->timer_due_.reset();
+      }
+      feed->OnChange();
+    }
   });
 }
 

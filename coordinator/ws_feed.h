@@ -70,6 +70,8 @@ class WsFeed : public std::enable_shared_from_this<WsFeed> {
   void Fetch();     // on a worker
   void OnChange();  // any thread: the group moved, or the timer fired
   void ArmTimer(std::optional<int64_t> deadline_ms);  // on the strand
+  // When the timer should fire to meet `deadline_ms` (at most kMaxIdle).
+  std::chrono::steady_clock::time_point WakeAt(std::optional<int64_t> deadline_ms) const;
 
   boost::asio::thread_pool& workers_;
   const boost::asio::any_io_executor strand_;
@@ -83,6 +85,16 @@ class WsFeed : public std::enable_shared_from_this<WsFeed> {
   State state_ ABSL_GUARDED_BY(mu_) = State::kIdle;
   int max_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t listener_id_ ABSL_GUARDED_BY(mu_) = 0;  // 0: none
+  // The notifier's version before the last fetch, if that fetch took less
+  // than it asked for: the group had no more for this consumer then, so
+  // until the version moves a Request waits instead of fetching in vain
+  // (at a steady rate, every delivery would otherwise cost an empty fetch
+  // on a worker and a timer re-armed on the strand).
+  std::optional<uint64_t> drained_at_ ABSL_GUARDED_BY(mu_);
+  std::optional<int64_t> drained_deadline_ms_ ABSL_GUARDED_BY(mu_);
+  // When the armed timer fires (none if it is not armed): a wait that
+  // needs it no sooner leaves it alone.
+  std::optional<std::chrono::steady_clock::time_point> timer_due_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace once::coordinator

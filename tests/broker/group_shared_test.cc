@@ -236,6 +236,32 @@ TEST_P(SharedGroupTest, PrefetchLimitsLeasesPerConsumer) {
   EXPECT_EQ(a3.size(), 2u);
 }
 
+// An ack wakes the group's waiters only when it frees room a fetch was
+// refused for: otherwise every waiting consumer would fetch in vain after
+// every ack.
+TEST_P(SharedGroupTest, AnAckWakesWaitersOnlyWhenAFetchHitThePrefetchLimit) {
+  MakeTopic("t", 1, GetParam());
+  Publish("t", 4);
+  GroupConfig c = Config();
+  c.prefetch = 2;
+  auto g = MakeGroup("t", "g", c);
+  ONCE_ASSERT_OK_AND_ASSIGN(auto first, g->Fetch("a", 1));  // within the limit
+  uint64_t v = g->notifier().version();
+  ONCE_ASSERT_OK(g->Ack({first[0].token}).status());
+  EXPECT_EQ(g->notifier().version(), v) << "nobody waited for the room";
+
+  ONCE_ASSERT_OK_AND_ASSIGN(auto full, g->Fetch("a", 3));  // cut to 2 by prefetch
+  ASSERT_EQ(full.size(), 2u);
+  v = g->notifier().version();
+  ONCE_ASSERT_OK(g->Ack({full[0].token}).status());
+  EXPECT_GT(g->notifier().version(), v) << "a fetch was cut short: the ack frees its room";
+  v = g->notifier().version();
+  ONCE_ASSERT_OK(g->Ack({full[1].token}).status());
+  EXPECT_EQ(g->notifier().version(), v) << "already told; no fetch was cut short since";
+  ONCE_ASSERT_OK_AND_ASSIGN(auto last, g->Fetch("a", 3));
+  EXPECT_EQ(last.size(), 1u);
+}
+
 TEST_P(SharedGroupTest, DoubleAckIsRefusedAndChangesNothing) {
   MakeTopic("t", 1, GetParam());
   Publish("t", 2);

@@ -119,6 +119,54 @@ TEST_F(WsFeedTest, TakesAtMostMaxPerRequest) {
   EXPECT_EQ((*r)->size(), 2u);
 }
 
+// A delivery that took everything there was: the next Request waits (no
+// fetch in vain) and the next publish still wakes it.
+TEST_F(WsFeedTest, AfterTakingEverythingTheNextRequestWaitsForAPublish) {
+  Publish("a");
+  feed_->Request(10);
+  std::optional<WsFeed::Result> r = Next(seconds(10));
+  ASSERT_TRUE(r.has_value() && r->ok());
+  EXPECT_EQ((*r)->size(), 1u);
+  feed_->Request(10);
+  EXPECT_FALSE(Next(milliseconds(100)).has_value());
+  Publish("b");
+  r = Next(seconds(10));
+  ASSERT_TRUE(r.has_value() && r->ok());
+  ASSERT_EQ((*r)->size(), 1u);
+  EXPECT_EQ((**r)[0].record.value, "b");
+}
+
+// A consumer at the group's prefetch limit waits for its own ack to make
+// room, and gets the rest then.
+TEST_F(WsFeedTest, AFeedAtThePrefetchLimitIsWokenByTheAckThatMakesRoom) {
+  StopFeed();
+  broker::GroupConfig config;
+  config.prefetch = 1;
+  ONCE_ASSERT_OK(registry_->CreateGroup("t", "narrow", config).status());
+  ONCE_ASSERT_OK_AND_ASSIGN(std::shared_ptr<broker::ConsumerGroup> narrow,
+                            registry_->GetGroup("t", "narrow"));
+  feed_ = std::make_shared<WsFeed>(workers_, net::make_strand(ioc_), &clock_, narrow, "c",
+                                   [this](WsFeed::Result r) {
+                                     std::lock_guard lock(mu_);
+                                     results_.push_back(std::move(r));
+                                     cv_.notify_all();
+                                   });
+  Publish("1");
+  Publish("2");
+  feed_->Request(10);
+  std::optional<WsFeed::Result> r = Next(seconds(10));
+  ASSERT_TRUE(r.has_value() && r->ok());
+  ASSERT_EQ((*r)->size(), 1u);
+  const std::string token = (**r)[0].token;
+  feed_->Request(10);
+  EXPECT_FALSE(Next(milliseconds(100)).has_value());
+  ONCE_ASSERT_OK(narrow->Ack({token}).status());
+  r = Next(seconds(10));
+  ASSERT_TRUE(r.has_value() && r->ok());
+  ASSERT_EQ((*r)->size(), 1u);
+  EXPECT_EQ((**r)[0].record.value, "2");
+}
+
 TEST_F(WsFeedTest, StoppedFeedFetchesNothingMore) {
   feed_->Request(10);
   EXPECT_FALSE(Next(milliseconds(100)).has_value());
