@@ -41,7 +41,9 @@ CREATE TABLE once_txns (
 CREATE INDEX once_txns_by_state ON once_txns (state, created_ms);
 
 -- The staged effects of a prepared transaction, one row per message, in
--- the PREPARE's order (seq). `effects` is the effect blob of
+-- the PREPARE's order (seq). Written by version 1 only: from version 2 on
+-- a transaction's messages rest in one once_txn_staged row; rows a
+-- version-1 journal left here are still read (and deleted) as before. `effects` is the effect blob of
 -- participant/src/effect_codec.h (version byte, statements with bound
 -- parameters, CRC32C). skipped = 1: the message id was already committed
 -- when the PREPARE came, nothing was staged. Deleted when the transaction
@@ -63,3 +65,16 @@ CREATE TABLE once_committed_messages (
   txn          TEXT    NOT NULL,
   committed_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- migration: 2
+
+-- The staged messages of a prepared transaction in one row: the staged
+-- blob of participant/src/staged_codec.h (version byte; per message its
+-- id, the skipped flag and its effect blob; CRC32C). One INSERT at PREPARE
+-- and one DELETE at COMMIT or ABORT per transaction, instead of one of
+-- each per message in once_txn_messages. A rowid table (not WITHOUT
+-- ROWID): the blob of a large transaction spans many pages.
+CREATE TABLE once_txn_staged (
+  txn    TEXT NOT NULL PRIMARY KEY REFERENCES once_txns (txn) ON DELETE CASCADE,
+  staged BLOB NOT NULL
+);

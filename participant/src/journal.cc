@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "participant/src/effect_codec.h"
+#include "participant/src/staged_codec.h"
 #include "schema/participant_sql.h"
 #include "schema/status_macros.h"
 
@@ -72,22 +73,17 @@ absl::Status InsertPrepared(sqlite::Database* db, const PreparedTxn& txn, int64_
   ONCE_RETURN_IF_ERROR(t.Run());
   ONCE_ASSIGN_OR_RETURN(
       sqlite::Statement m,
-      db->PrepareCached("INSERT INTO once_txn_messages (txn, seq, message_id, skipped, effects) "
-                        "VALUES (?1, ?2, ?3, ?4, ?5)"));
-  int64_t seq = 0;
-  for (const StagedMessage& message : txn.messages) {
-    ONCE_RETURN_IF_ERROR(m.Reset());
-    ONCE_RETURN_IF_ERROR(m.BindText(1, txn.txn));
-    ONCE_RETURN_IF_ERROR(m.BindInt64(2, seq++));
-    ONCE_RETURN_IF_ERROR(m.BindText(3, message.message_id));
-    ONCE_RETURN_IF_ERROR(m.BindInt64(4, message.skipped ? 1 : 0));
-    ONCE_RETURN_IF_ERROR(m.BindBlob(5, EncodeEffects(message.effects)));
-    ONCE_RETURN_IF_ERROR(m.Run());
-  }
-  return absl::OkStatus();
+      db->PrepareCached("INSERT INTO once_txn_staged (txn, staged) VALUES (?1, ?2)"));
+  ONCE_RETURN_IF_ERROR(m.BindText(1, txn.txn));
+  ONCE_RETURN_IF_ERROR(m.BindBlob(2, EncodeStaged(txn.messages)));
+  return m.Run();
 }
 
-absl::StatusOr<std::vector<StagedMessage>> LoadStaged(sqlite::Database* db, absl::string_view txn) {
+namespace {
+
+// The messages a version-1 journal staged, one once_txn_messages row each.
+absl::StatusOr<std::vector<StagedMessage>> LoadStagedRows(sqlite::Database* db,
+                                                          absl::string_view txn) {
   ONCE_ASSIGN_OR_RETURN(
       sqlite::Statement s,
       db->PrepareCached("SELECT message_id, skipped, effects FROM once_txn_messages "
@@ -109,6 +105,34 @@ absl::StatusOr<std::vector<StagedMessage>> LoadStaged(sqlite::Database* db, absl
     out.push_back(std::move(m));
   }
   return out;
+}
+
+// Deletes what the transaction staged, in either form.
+absl::Status DeleteStaged(sqlite::Database* db, absl::string_view txn) {
+  ONCE_ASSIGN_OR_RETURN(sqlite::Statement blob,
+                        db->PrepareCached("DELETE FROM once_txn_staged WHERE txn = ?1"));
+  ONCE_RETURN_IF_ERROR(blob.BindText(1, txn));
+  ONCE_RETURN_IF_ERROR(blob.Run());
+  ONCE_ASSIGN_OR_RETURN(sqlite::Statement rows,
+                        db->PrepareCached("DELETE FROM once_txn_messages WHERE txn = ?1"));
+  ONCE_RETURN_IF_ERROR(rows.BindText(1, txn));
+  return rows.Run();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<StagedMessage>> LoadStaged(sqlite::Database* db, absl::string_view txn) {
+  ONCE_ASSIGN_OR_RETURN(sqlite::Statement s,
+                        db->PrepareCached("SELECT staged FROM once_txn_staged WHERE txn = ?1"));
+  ONCE_RETURN_IF_ERROR(s.BindText(1, txn));
+  ONCE_ASSIGN_OR_RETURN(const bool row, s.Step());
+  if (!row) return LoadStagedRows(db, txn);
+  absl::StatusOr<std::vector<StagedMessage>> staged = DecodeStaged(s.ColumnBlob(0));
+  if (!staged.ok()) {
+    return absl::DataLossError(
+        absl::StrCat("journal ", db->path(), ": txn ", txn, ": ", staged.status().message()));
+  }
+  return staged;
 }
 
 namespace {
@@ -184,17 +208,11 @@ absl::Status MarkCommitted(sqlite::Database* db, absl::string_view txn, int64_t 
     return absl::FailedPreconditionError(
         absl::StrCat("journal ", db->path(), ": txn ", txn, " is not prepared"));
   }
-  ONCE_ASSIGN_OR_RETURN(sqlite::Statement d,
-                        db->PrepareCached("DELETE FROM once_txn_messages WHERE txn = ?1"));
-  ONCE_RETURN_IF_ERROR(d.BindText(1, txn));
-  return d.Run();
+  return DeleteStaged(db, txn);
 }
 
 absl::Status DeleteTxn(sqlite::Database* db, absl::string_view txn) {
-  ONCE_ASSIGN_OR_RETURN(sqlite::Statement d,
-                        db->PrepareCached("DELETE FROM once_txn_messages WHERE txn = ?1"));
-  ONCE_RETURN_IF_ERROR(d.BindText(1, txn));
-  ONCE_RETURN_IF_ERROR(d.Run());
+  ONCE_RETURN_IF_ERROR(DeleteStaged(db, txn));
   ONCE_ASSIGN_OR_RETURN(sqlite::Statement t,
                         db->PrepareCached("DELETE FROM once_txns WHERE txn = ?1"));
   ONCE_RETURN_IF_ERROR(t.BindText(1, txn));

@@ -39,12 +39,15 @@ absl::StatusOr<TxnStatus> ReadTxnStatus(sqlite::Database* db, absl::string_view 
 absl::StatusOr<std::vector<std::string>> ListPrepared(sqlite::Database* db);
 absl::StatusOr<bool> IsIdCommitted(sqlite::Database* db, absl::string_view message_id);
 
-// Inserts the prepared row and its staged messages. kAlreadyExists when
+// Inserts the prepared row and its staged messages (one blob,
+// participant/src/staged_codec.h). kAlreadyExists when
 // the transaction is already journaled.
 absl::Status InsertPrepared(sqlite::Database* db, const PreparedTxn& txn, int64_t now_ms);
 
 // The staged messages of a prepared transaction, in PREPARE order, with
-// their effects decoded (kDataLoss for a damaged blob).
+// their effects decoded (kDataLoss for a damaged blob): its once_txn_staged
+// blob, or the once_txn_messages rows of a transaction that a version-1
+// journal prepared.
 absl::StatusOr<std::vector<StagedMessage>> LoadStaged(sqlite::Database* db, absl::string_view txn);
 
 // Runs a statement that takes no parameters and returns no rows (SAVEPOINT,
@@ -64,7 +67,8 @@ absl::Status RunEffects(sqlite::Database* db, const std::vector<Effect>& effects
 // the caller applies the effects only on true, in the same transaction.
 absl::StatusOr<bool> ClaimMessageId(sqlite::Database* db, absl::string_view message_id,
                                     absl::string_view txn, int64_t now_ms);
-// Marks the transaction committed and drops its staged messages.
+// Marks the transaction committed and drops its staged messages (either
+// form).
 absl::Status MarkCommitted(sqlite::Database* db, absl::string_view txn, int64_t now_ms);
 // Deletes the transaction's row and staged messages.
 absl::Status DeleteTxn(sqlite::Database* db, absl::string_view txn);

@@ -15,6 +15,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "participant/src/journal.h"
 #include "participant/src/txn_session.h"
 #include "schema/txn_protocol.h"
 #include "tests/participant/ledger_testing.h"
@@ -94,9 +95,13 @@ TEST_P(JournalCrashTest, EveryTxnIsWholeAfterSigkillAndResolvesToExactlyOnce) {
   ONCE_ASSERT_OK(testing::CheckLedger(resource.get()));
   ONCE_ASSERT_OK_AND_ASSIGN(const TxnStatus status, resource->Status("3.1"));
   ONCE_ASSERT_OK_AND_ASSIGN(auto balances, testing::Balances(resource.get()));
-  ONCE_ASSERT_OK_AND_ASSIGN(
-      const int64_t staged,
-      testing::QueryInt(resource.get(), "SELECT COUNT(*) FROM once_txn_messages"));
+  int64_t staged = 0;
+  ONCE_ASSERT_OK(resource->WithDatabase([&staged](sqlite::Database* db) -> absl::Status {
+    ONCE_ASSIGN_OR_RETURN(const std::vector<StagedMessage> messages,
+                          participant::LoadStaged(db, "3.1"));
+    staged = static_cast<int64_t>(messages.size());
+    return absl::OkStatus();
+  }));
   if (point == "prepare:staged") {
     EXPECT_EQ(status, TxnStatus::kAbsent);  // nothing durable before the journal write
   } else if (point.empty()) {

@@ -118,6 +118,7 @@ inline absl::Status CheckLedger(SqliteResource* r) {
     ONCE_ASSIGN_OR_RETURN(
         int64_t prepared_without_messages,
         db->QueryInt64("SELECT COUNT(*) FROM once_txns t WHERE state = 1 AND NOT EXISTS "
+                       "(SELECT 1 FROM once_txn_staged s WHERE s.txn = t.txn) AND NOT EXISTS "
                        "(SELECT 1 FROM once_txn_messages m WHERE m.txn = t.txn)"));
     if (orphan_payments || orphan_ids || bad_balances || missing_accounts ||
         prepared_without_messages) {

@@ -6,6 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "participant/src/effect_codec.h"
+#include "participant/src/journal.h"
 #include "tests/participant/ledger_testing.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/status_matchers.h"
@@ -49,7 +51,7 @@ class SqliteResourceTest : public ::testing::Test {
 
 TEST_F(SqliteResourceTest, FreshJournalIsAtTheLastMigration) {
   EXPECT_THAT(testing::QueryInt(r_.get(), "PRAGMA user_version"), testing::IsOk());
-  EXPECT_EQ(*testing::QueryInt(r_.get(), "PRAGMA user_version"), 1);
+  EXPECT_EQ(*testing::QueryInt(r_.get(), "PRAGMA user_version"), 2);
   EXPECT_THAT(*r_->Recover(), IsEmpty());
 }
 
@@ -67,7 +69,7 @@ TEST_F(SqliteResourceTest, PrepareThenCommitAppliesOnceAndRecordsIds) {
   EXPECT_EQ(*r_->Status("1.1"), TxnStatus::kCommitted);
   EXPECT_THAT(*r_->Recover(), IsEmpty());
   // Staged effects are dropped once applied.
-  EXPECT_EQ(*testing::QueryInt(r_.get(), "SELECT COUNT(*) FROM once_txn_messages"), 0);
+  EXPECT_EQ(*testing::QueryInt(r_.get(), "SELECT COUNT(*) FROM once_txn_staged"), 0);
   ONCE_EXPECT_OK(CheckLedger(r_.get()));
 }
 
@@ -88,7 +90,7 @@ TEST_F(SqliteResourceTest, AbortDiscardsAndCannotUndoACommit) {
   ONCE_ASSERT_OK(r_->Prepare(Txn("1.1", {Pay("p/0/0", "a", 5)})));
   ONCE_ASSERT_OK(r_->Abort("1.1"));
   EXPECT_EQ(*r_->Status("1.1"), TxnStatus::kAbsent);
-  EXPECT_EQ(*testing::QueryInt(r_.get(), "SELECT COUNT(*) FROM once_txn_messages"), 0);
+  EXPECT_EQ(*testing::QueryInt(r_.get(), "SELECT COUNT(*) FROM once_txn_staged"), 0);
   ONCE_EXPECT_OK(r_->Abort("1.1"));  // absent: nothing to do
   ONCE_ASSERT_OK(r_->Prepare(Txn("1.2", {Pay("p/0/0", "a", 5)})));
   ONCE_ASSERT_OK(r_->Commit("1.2").status());
@@ -143,10 +145,71 @@ TEST_F(SqliteResourceTest, PreparedTxnSurvivesReopen) {
   EXPECT_THAT(*testing::Balances(r_.get()), ElementsAre(Pair("a", 5)));
 }
 
-TEST_F(SqliteResourceTest, DamagedEffectBlobIsDataLossAndAppliesNothing) {
+TEST_F(SqliteResourceTest, OneStagedRowPerTransactionWhateverItsSize) {
+  ONCE_ASSERT_OK(
+      r_->Prepare(Txn("1.1", {Pay("p/0/0", "a", 5), Pay("p/0/1", "b", 7), Pay("p/0/2", "a", 1)})));
+  EXPECT_EQ(*testing::QueryInt(r_.get(), "SELECT COUNT(*) FROM once_txn_staged"), 1);
+  EXPECT_EQ(*testing::QueryInt(r_.get(), "SELECT COUNT(*) FROM once_txn_messages"), 0);
+  ONCE_ASSERT_OK(r_->WithDatabase([](sqlite::Database* db) -> absl::Status {
+    ONCE_ASSIGN_OR_RETURN(std::vector<StagedMessage> staged, participant::LoadStaged(db, "1.1"));
+    EXPECT_EQ(staged.size(), 3u);
+    if (staged.size() == 3) {
+      EXPECT_EQ(staged[2].message_id, "p/0/2");
+    }
+    return absl::OkStatus();
+  }));
+}
+
+// A journal written by version 1 of the schema staged one once_txn_messages
+// row per message. Opening it migrates to version 2, and what it had
+// prepared still commits from those rows.
+TEST_F(SqliteResourceTest, AVersionOneJournalsPreparedTxnCommitsAfterTheUpgrade) {
+  ONCE_ASSERT_OK(r_->Prepare(Txn("1.1", {Pay("p/0/0", "a", 5), Pay("p/0/1", "b", 7)})));
+  // Rewrite the journal as version 1 left it: the staged messages as rows,
+  // no once_txn_staged table, user_version 1.
+  ONCE_ASSERT_OK(r_->WithDatabase([](sqlite::Database* db) -> absl::Status {
+    ONCE_ASSIGN_OR_RETURN(std::vector<StagedMessage> staged, participant::LoadStaged(db, "1.1"));
+    ONCE_ASSIGN_OR_RETURN(sqlite::Statement row,
+                          db->Prepare("INSERT INTO once_txn_messages (txn, seq, message_id, "
+                                      "skipped, effects) VALUES ('1.1', ?1, ?2, 0, ?3)"));
+    for (size_t i = 0; i < staged.size(); ++i) {
+      ONCE_RETURN_IF_ERROR(row.Reset());
+      ONCE_RETURN_IF_ERROR(row.BindInt64(1, static_cast<int64_t>(i)));
+      ONCE_RETURN_IF_ERROR(row.BindText(2, staged[i].message_id));
+      ONCE_RETURN_IF_ERROR(row.BindBlob(3, participant::EncodeEffects(staged[i].effects)));
+      ONCE_RETURN_IF_ERROR(row.Run());
+    }
+    ONCE_RETURN_IF_ERROR(db->Exec("DROP TABLE once_txn_staged"));
+    return db->Exec("PRAGMA user_version = 1");
+  }));
+  Reopen();
+  EXPECT_EQ(*testing::QueryInt(r_.get(), "PRAGMA user_version"), 2);
+  EXPECT_THAT(*r_->Recover(), ElementsAre("1.1"));
+  ONCE_ASSERT_OK_AND_ASSIGN(CommitResult result, r_->Commit("1.1"));
+  EXPECT_EQ(result.applied, 2);
+  EXPECT_THAT(*testing::Balances(r_.get()), ElementsAre(Pair("a", 5), Pair("b", 7)));
+  EXPECT_EQ(*testing::QueryInt(r_.get(), "SELECT COUNT(*) FROM once_txn_messages"), 0);
+  ONCE_EXPECT_OK(CheckLedger(r_.get()));
+}
+
+TEST_F(SqliteResourceTest, DamagedStagedBlobIsDataLossAndAppliesNothing) {
   ONCE_ASSERT_OK(r_->Prepare(Txn("1.1", {Pay("p/0/0", "a", 5)})));
   ONCE_ASSERT_OK(r_->WithDatabase([](sqlite::Database* db) {
-    return db->Exec("UPDATE once_txn_messages SET effects = X'0102030405060708090A'");
+    return db->Exec("UPDATE once_txn_staged SET staged = X'0102030405060708090A'");
+  }));
+  EXPECT_THAT(r_->Commit("1.1"), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("1.1")));
+  EXPECT_EQ(*r_->Status("1.1"), TxnStatus::kPrepared);
+  EXPECT_THAT(*testing::Balances(r_.get()), IsEmpty());
+}
+
+TEST_F(SqliteResourceTest, DamagedEffectBlobIsDataLossAndAppliesNothing) {
+  ONCE_ASSERT_OK(r_->Prepare(Txn("1.1", {Pay("p/0/0", "a", 5)})));
+  ONCE_ASSERT_OK(r_->WithDatabase([](sqlite::Database* db) -> absl::Status {
+    // A version-1 row whose effect blob is damaged.
+    ONCE_RETURN_IF_ERROR(db->Exec("DELETE FROM once_txn_staged"));
+    return db->Exec(
+        "INSERT INTO once_txn_messages (txn, seq, message_id, skipped, effects) "
+        "VALUES ('1.1', 0, 'p/0/0', 0, X'0102030405060708090A')");
   }));
   EXPECT_THAT(r_->Commit("1.1"), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("1.1")));
   EXPECT_EQ(*r_->Status("1.1"), TxnStatus::kPrepared);
