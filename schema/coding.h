@@ -29,6 +29,10 @@ inline void EncodeFixed32(char* dst, uint32_t v) {
   for (int i = 0; i < 4; ++i) dst[i] = static_cast<char>(v >> (8 * i));
 }
 
+inline void EncodeFixed64(char* dst, uint64_t v) {
+  for (int i = 0; i < 8; ++i) dst[i] = static_cast<char>(v >> (8 * i));
+}
+
 // The Decode functions read exactly 2, 4 or 8 bytes: the caller checks the
 // bounds before calling.
 inline uint16_t DecodeFixed16(const char* p) {

@@ -5,6 +5,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "broker/group_config.h"
 #include "broker/group_lease_table.h"
 #include "broker/group_ranges.h"
@@ -75,6 +76,51 @@ TEST_F(DeliveryTokenTest, AnotherSecretsTokensAreForged) {
   auto other = *DeliveryTokenCodec::Create(DeliveryTokenCodec::NewSecret());
   EXPECT_THAT(codec_.Decode(other.Encode(token_)),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("forged")));
+}
+
+// The text is the standard unpadded base64url of the token's bytes (RFC
+// 4648 §5), whatever the values: checked against Abseil's encoder.
+TEST_F(DeliveryTokenTest, TextIsCanonicalBase64Url) {
+  const DeliveryToken extremes[] = {
+      token_,
+      DeliveryToken{0, 0, 0, 0, 0, 0, 0},
+      DeliveryToken{~0ull, ~0u, ~0u, -1, -1, ~0ull, -1},
+      DeliveryToken{0x0123456789abcdefull, 0xfedcba98u, 1, 1 << 30, int64_t{1} << 62, 77, 3},
+  };
+  for (const DeliveryToken& t : extremes) {
+    const std::string text = codec_.Encode(t);
+    std::string raw;
+    ASSERT_TRUE(absl::WebSafeBase64Unescape(text, &raw)) << text;
+    ASSERT_EQ(raw.size(), 49u);
+    std::string again;
+    absl::WebSafeBase64Escape(raw, &again);
+    EXPECT_EQ(again, text);
+    EXPECT_THAT(codec_.Decode(text), testing::IsOkAndHolds(t));
+  }
+}
+
+TEST_F(DeliveryTokenTest, CharactersOutsideBase64UrlAreRefusedAnywhere) {
+  const std::string text = codec_.Encode(token_);
+  for (char c : {'+', '/', '=', '*', ' ', '\0', '\x80', '\xff'}) {
+    for (size_t i = 0; i < text.size(); ++i) {
+      std::string altered = text;
+      altered[i] = c;
+      EXPECT_THAT(codec_.Decode(altered),
+                  StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("base64url")))
+          << "character " << static_cast<int>(c) << " at " << i;
+    }
+  }
+}
+
+// The last character carries 2 bits of the token and 4 unused ones, which
+// must be zero: "B" decodes to the same bytes as "A" would, but is not the
+// token's text.
+TEST_F(DeliveryTokenTest, NonCanonicalLastCharacterIsRefused) {
+  std::string text = codec_.Encode(token_);
+  ASSERT_TRUE(text.back() == 'A' || text.back() == 'Q' || text.back() == 'g' || text.back() == 'w');
+  text.back() = static_cast<char>(text.back() + 1);
+  EXPECT_THAT(codec_.Decode(text),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("canonical")));
 }
 
 TEST_F(DeliveryTokenTest, MalformedTextIsRefused) {
