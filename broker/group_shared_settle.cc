@@ -153,7 +153,8 @@ absl::StatusOr<AckResult> SharedGroup::Ack(absl::Span<const std::string> tokens)
       return s;
     }
     result.applied = static_cast<int64_t>(items.size());
-    changed = changed || std::exchange(prefetch_full_, false);  // room a fetch waits for
+    // The room a fetch was refused for: tell the waiters, once.
+    changed = std::exchange(prefetch_full_, false) || changed;
   }
   if (changed) notifier_.Notify();
   return result;
