@@ -97,12 +97,13 @@ void AppendJsonString(std::string* out, absl::string_view s) {
 }
 
 void AppendDeliveryJson(std::string* out, absl::string_view topic, const broker::Delivery& d) {
-  // Topic names are validated identifiers: nothing in them needs escaping,
-  // but escape anyway so that a change of the name rules cannot break JSON.
-  out->append("{\"id\":");
-  AppendJsonString(out, absl::StrCat(topic, "/", d.partition, "/", d.record.offset));
-  absl::StrAppend(out, ",\"partition\":", d.partition, ",\"offset\":", d.record.offset,
-                  ",\"timestamp_ms\":", d.record.timestamp_ms);
+  // Topic names are validated identifiers (ASCII): nothing in them needs
+  // escaping, but escape anyway so that a change of the name rules cannot
+  // break JSON. Written in place: no string built for the id.
+  out->append("{\"id\":\"");
+  AppendEscaped(out, topic);
+  absl::StrAppend(out, "/", d.partition, "/", d.record.offset, "\",\"partition\":", d.partition,
+                  ",\"offset\":", d.record.offset, ",\"timestamp_ms\":", d.record.timestamp_ms);
   if (d.record.has_key()) {
     out->append(",\"key\":");
     AppendJsonString(out, d.record.key);
@@ -125,8 +126,10 @@ void AppendDeliveryJson(std::string* out, absl::string_view topic, const broker:
     AppendEscaped(out, d.record.value);  // checked UTF-8 just above
     out->push_back('"');
   }
-  out->append(",\"delivery_token\":");
-  AppendJsonString(out, d.token);
+  // A token is base64url (broker/group_token.h): nothing to check or escape.
+  out->append(",\"delivery_token\":\"");
+  out->append(d.token);
+  out->push_back('"');
   absl::StrAppend(out, ",\"delivery_count\":", d.delivery_count, "}");
 }
 
