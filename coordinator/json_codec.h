@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -71,7 +72,9 @@ class FieldReader {
  private:
   const boost::json::object& object_;
   const std::string what_;
-  std::vector<std::string> known_;
+  // The names asked for: a message has a handful of fields, so they stay
+  // inline (no allocation per message of a publish).
+  absl::InlinedVector<std::string, 8> known_;
 };
 
 // ---- topics
