@@ -5,8 +5,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "participant/src/blob_coding.h"
 #include "schema/coding.h"
-#include "schema/crc32c.h"
 #include "schema/status_macros.h"
 
 namespace once::participant {
@@ -14,57 +14,9 @@ namespace {
 
 enum Tag : uint8_t { kNull = 0, kInteger = 1, kReal = 2, kText = 3, kBlob = 4 };
 
-void PutBytes(std::string* dst, absl::string_view bytes) {
-  PutFixed32(dst, static_cast<uint32_t>(bytes.size()));
-  dst->append(bytes.data(), bytes.size());
-}
-
-// Reads the blob front to back; every read checks the bytes left.
-class Reader {
- public:
-  explicit Reader(absl::string_view data) : data_(data) {}
-  size_t left() const { return data_.size(); }
-
-  absl::StatusOr<uint8_t> U8(absl::string_view what) {
-    ONCE_RETURN_IF_ERROR(Need(1, what));
-    const uint8_t v = static_cast<uint8_t>(data_[0]);
-    data_.remove_prefix(1);
-    return v;
-  }
-  absl::StatusOr<uint32_t> U32(absl::string_view what) {
-    ONCE_RETURN_IF_ERROR(Need(4, what));
-    const uint32_t v = DecodeFixed32(data_.data());
-    data_.remove_prefix(4);
-    return v;
-  }
-  absl::StatusOr<uint64_t> U64(absl::string_view what) {
-    ONCE_RETURN_IF_ERROR(Need(8, what));
-    const uint64_t v = DecodeFixed64(data_.data());
-    data_.remove_prefix(8);
-    return v;
-  }
-  absl::StatusOr<std::string> Bytes(absl::string_view what) {
-    ONCE_ASSIGN_OR_RETURN(const uint32_t n, U32(what));
-    ONCE_RETURN_IF_ERROR(Need(n, what));
-    std::string out(data_.substr(0, n));
-    data_.remove_prefix(n);
-    return out;
-  }
-
- private:
-  absl::Status Need(size_t n, absl::string_view what) const {
-    if (data_.size() < n) {
-      return absl::DataLossError(absl::StrCat("effect blob: truncated ", what, " (", n,
-                                              " bytes needed, ", data_.size(), " left)"));
-    }
-    return absl::OkStatus();
-  }
-  absl::string_view data_;
-};
-
 // Writes through `out` rather than returning StatusOr<Value>: GCC 12 with
 // the sanitizers warns (falsely) about a variant moved out of a StatusOr.
-absl::Status DecodeValue(Reader& r, Value* out) {
+absl::Status DecodeValue(BlobReader& r, Value* out) {
   ONCE_ASSIGN_OR_RETURN(const uint8_t tag, r.U8("parameter tag"));
   switch (tag) {
     case kNull:
@@ -83,13 +35,13 @@ absl::Status DecodeValue(Reader& r, Value* out) {
       return absl::OkStatus();
     }
     case kText: {
-      ONCE_ASSIGN_OR_RETURN(std::string s, r.Bytes("text parameter"));
-      out->emplace<std::string>(std::move(s));
+      ONCE_ASSIGN_OR_RETURN(const absl::string_view s, r.Bytes("text parameter"));
+      out->emplace<std::string>(s);
       return absl::OkStatus();
     }
     case kBlob: {
-      ONCE_ASSIGN_OR_RETURN(std::string s, r.Bytes("blob parameter"));
-      out->emplace<Blob>(Blob{std::move(s)});
+      ONCE_ASSIGN_OR_RETURN(const absl::string_view s, r.Bytes("blob parameter"));
+      out->emplace<Blob>(Blob{std::string(s)});
       return absl::OkStatus();
     }
     default:
@@ -132,28 +84,14 @@ std::string EncodeEffects(const std::vector<Effect>& effects) {
           v);
     }
   }
-  PutFixed32(&out, crc32c::Value(out));
+  SealBlob(&out);
   return out;
 }
 
 absl::StatusOr<std::vector<Effect>> DecodeEffects(absl::string_view blob) {
-  if (blob.size() < 1 + 4 + 4) {
-    return absl::DataLossError(
-        absl::StrCat("effect blob: ", blob.size(), " bytes, shorter than the smallest (9)"));
-  }
-  const absl::string_view body = blob.substr(0, blob.size() - 4);
-  const uint32_t stored = DecodeFixed32(blob.data() + body.size());
-  const uint32_t actual = crc32c::Value(body);
-  if (stored != actual) {
-    return absl::DataLossError(
-        absl::StrCat("effect blob: CRC mismatch (stored ", stored, ", computed ", actual, ")"));
-  }
-  Reader r(body);
-  ONCE_ASSIGN_OR_RETURN(const uint8_t version, r.U8("version"));
-  if (version != kEffectBlobVersion) {
-    return absl::DataLossError(absl::StrCat("effect blob: unsupported version ", version,
-                                            " (this build reads ", kEffectBlobVersion, ")"));
-  }
+  ONCE_ASSIGN_OR_RETURN(const absl::string_view body,
+                        OpenSealedBlob(blob, "effect blob", kEffectBlobVersion));
+  BlobReader r(body, "effect blob");
   ONCE_ASSIGN_OR_RETURN(const uint32_t count, r.U32("effect count"));
   std::vector<Effect> effects;
   // Each effect takes at least 8 bytes: a count beyond that is damage, not
@@ -165,7 +103,8 @@ absl::StatusOr<std::vector<Effect>> DecodeEffects(absl::string_view blob) {
   effects.reserve(count);
   for (uint32_t i = 0; i < count; ++i) {
     Effect e;
-    ONCE_ASSIGN_OR_RETURN(e.command, r.Bytes("command"));
+    ONCE_ASSIGN_OR_RETURN(const absl::string_view command, r.Bytes("command"));
+    e.command = std::string(command);
     ONCE_ASSIGN_OR_RETURN(const uint32_t nparams, r.U32("parameter count"));
     if (nparams > r.left()) {
       return absl::DataLossError(

@@ -40,12 +40,18 @@ class WsFeedTest : public MemoryGroupFixture {
   void SetUp() override {
     MemoryGroupFixture::SetUp();
     if (HasFatalFailure()) return;
-    feed_ = std::make_shared<WsFeed>(workers_, net::make_strand(ioc_), &clock_, group_, "c",
-                                     [this](WsFeed::Result r) {
-                                       std::lock_guard lock(mu_);
-                                       results_.push_back(std::move(r));
-                                       cv_.notify_all();
-                                     });
+    feed_ = MakeFeed(group_, "c");
+  }
+
+  // A feed of `consumer` on `group` whose deliveries Next() returns.
+  std::shared_ptr<WsFeed> MakeFeed(std::shared_ptr<broker::ConsumerGroup> group,
+                                   std::string consumer) {
+    return std::make_shared<WsFeed>(workers_, net::make_strand(ioc_), &clock_, std::move(group),
+                                    std::move(consumer), [this](WsFeed::Result r) {
+                                      std::lock_guard lock(mu_);
+                                      results_.push_back(std::move(r));
+                                      cv_.notify_all();
+                                    });
   }
 
   void TearDown() override {
@@ -145,12 +151,7 @@ TEST_F(WsFeedTest, AFeedAtThePrefetchLimitIsWokenByTheAckThatMakesRoom) {
   ONCE_ASSERT_OK(registry_->CreateGroup("t", "narrow", config).status());
   ONCE_ASSERT_OK_AND_ASSIGN(std::shared_ptr<broker::ConsumerGroup> narrow,
                             registry_->GetGroup("t", "narrow"));
-  feed_ = std::make_shared<WsFeed>(workers_, net::make_strand(ioc_), &clock_, narrow, "c",
-                                   [this](WsFeed::Result r) {
-                                     std::lock_guard lock(mu_);
-                                     results_.push_back(std::move(r));
-                                     cv_.notify_all();
-                                   });
+  feed_ = MakeFeed(narrow, "c");
   Publish("1");
   Publish("2");
   feed_->Request(10);
@@ -182,12 +183,7 @@ TEST_F(WsFeedTest, StoppedFeedFetchesNothingMore) {
 
 TEST_F(WsFeedTest, FetchErrorsAreDelivered) {
   StopFeed();
-  feed_ = std::make_shared<WsFeed>(workers_, net::make_strand(ioc_), &clock_, group_,
-                                   "not a valid consumer id \n", [this](WsFeed::Result r) {
-                                     std::lock_guard lock(mu_);
-                                     results_.push_back(std::move(r));
-                                     cv_.notify_all();
-                                   });
+  feed_ = MakeFeed(group_, "not a valid consumer id \n");
   feed_->Request(10);
   std::optional<WsFeed::Result> r = Next(seconds(10));
   ASSERT_TRUE(r.has_value());
