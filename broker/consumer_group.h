@@ -147,6 +147,8 @@ class ConsumerGroup {
   uint64_t incarnation() const { return ctx_.incarnation; }
   const std::shared_ptr<Topic>& topic() const { return ctx_.topic; }
   GroupNotifier& notifier() { return notifier_; }
+  // Whether the group's state is kept in the store (else in RAM only).
+  bool durable() const { return ctx_.store != nullptr; }
 
   // ---- consumers (at-least-once and idempotent groups)
 
@@ -245,7 +247,6 @@ class ConsumerGroup {
                                                          absl::Span<const int64_t> offsets);
 
   int partition_count() const { return ctx_.topic->partition_count(); }
-  bool durable() const { return ctx_.store != nullptr; }
 
   const GroupContext ctx_;
   GroupNotifier notifier_;

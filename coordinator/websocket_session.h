@@ -14,7 +14,8 @@
 //   switch to much larger messages can overshoot by at most
 //   kMaxMessagesPerPush of them).
 // - Publishes are stored and answered in frame order: the queued publish
-//   frames run as one batch on a worker, consecutive frames for one topic
+//   frames run as one batch on a worker (memory topics: on the strand,
+//   see network_thread_work.h), consecutive frames for one topic
 //   as one broker publish (one durable write), and the next batch starts
 //   when this one is durable. At most kMaxInflightPublishes frames wait.
 // - Keepalive: Beast's idle timeout with pings; a peer that answers
@@ -25,7 +26,9 @@
 // and ordered subscriptions leave their group.
 //
 // Runs on its own strand; keeps itself alive through shared_from_this
-// while an operation is pending. Broker calls run on the worker pool.
+// while an operation is pending. Broker calls run on the worker pool,
+// except those on memory topics and their groups, which never wait for a
+// disk (coordinator/network_thread_work.h).
 //
 // The implementation is split by concern: websocket_session.cc (life
 // cycle, reading, frame dispatch, writing, closing), ws_publish.cc
@@ -55,6 +58,7 @@
 #include "boost/json/value.hpp"
 #include "broker/consumer_group.h"
 #include "coordinator/broker_api.h"
+#include "coordinator/json_codec.h"
 #include "coordinator/long_poll.h"
 #include "coordinator/participant_session.h"
 #include "coordinator/server_state.h"
@@ -108,6 +112,21 @@ class WebSocketSession : public Session, public std::enable_shared_from_this<Web
     absl::flat_hash_set<std::string> outstanding;
   };
 
+  // A publish frame, checked, waiting for its batch: its topic and
+  // records, or (when `answer` is set) the error frame that answers it.
+  struct PendingPublish {
+    std::string request;  // the frame's "request", serialized; empty: none
+    std::string answer;
+    std::shared_ptr<broker::Topic> topic;
+    std::vector<broker::Record> records;
+  };
+
+  // What settling an ack or nack frame's tokens came to.
+  struct Settled {
+    broker::AckResult result;
+    absl::Status failure;  // a group's error: the whole frame failed
+  };
+
   void OnAccept(boost::beast::error_code ec);
   void DoRead();
   void OnRead(boost::beast::error_code ec, std::size_t bytes);
@@ -118,6 +137,12 @@ class WebSocketSession : public Session, public std::enable_shared_from_this<Web
   void HandleSubscribe(const boost::json::object& frame);
   void HandleCredit(const boost::json::object& frame);
   void HandleAck(const boost::json::object& frame, bool nack);
+  // Acks or nacks `tokens` on `groups`, each tried on the next group when
+  // not the previous one's.
+  static Settled Settle(BrokerApi* api,
+                        const std::vector<std::shared_ptr<broker::ConsumerGroup>>& groups,
+                        const TokensRequest& tokens, bool nack);
+  void AnswerSettled(const Settled& settled, const boost::json::value* request);
   void HandleUnsubscribe(const boost::json::object& frame);
   // hello, vote and done: the participant session (exactly-once groups).
   void HandleParticipantFrame(std::string text);
@@ -138,8 +163,11 @@ class WebSocketSession : public Session, public std::enable_shared_from_this<Web
   // (404) error.
   absl::StatusOr<Subscription*> FindSubscription(int64_t id);
 
-  // Runs every queued publish frame, in order, as one batch on a worker.
+  // Runs every queued publish frame, in order, as one batch on a worker
+  // (on the strand when every topic in it is a memory topic).
   void StartPublishing();
+  // Publishes `frames` and returns the answer to each, in order.
+  static std::vector<std::string> PublishFrames(BrokerApi* api, std::vector<PendingPublish> frames);
   void OnPublished(std::vector<std::string> answers);
   void Send(const boost::json::object& frame);
   void SendError(const absl::Status& status, const boost::json::value* request,
@@ -175,14 +203,6 @@ class WebSocketSession : public Session, public std::enable_shared_from_this<Web
   bool finished_ = false;  // Finish ran: nothing more is sent or fetched
   absl::btree_map<int64_t, Subscription> subscriptions_;
   int64_t next_subscription_ = 1;
-  // A publish frame, checked, waiting for its batch: its topic and
-  // records, or (when `answer` is set) the error frame that answers it.
-  struct PendingPublish {
-    std::string request;  // the frame's "request", serialized; empty: none
-    std::string answer;
-    std::shared_ptr<broker::Topic> topic;
-    std::vector<broker::Record> records;
-  };
   std::deque<PendingPublish> publish_queue_;  // frames not yet started
   bool publishing_ = false;                   // a batch is on a worker
   int inflight_publishes_ = 0;                // frames queued or in the batch

@@ -1,12 +1,14 @@
 // WebSocketSession: ack and nack frames (see websocket_session.h). The
-// tokens are settled on a worker, tried on the subscription's group or,
-// without a subscription, on each of the connection's groups in turn.
+// tokens are settled on a worker (or, for groups in RAM, on the strand),
+// tried on the subscription's group or, without a subscription, on each
+// of the connection's groups in turn.
 #include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "boost/asio/post.hpp"
 #include "coordinator/json_codec.h"
+#include "coordinator/network_thread_work.h"
 #include "coordinator/websocket_session.h"
 #include "coordinator/ws_frames.h"
 
@@ -62,67 +64,88 @@ void WebSocketSession::HandleAck(const json::object& frame, bool nack) {
   for (auto& [sid, sub] : subscriptions_) {
     for (const std::string& t : tokens->tokens) sub.outstanding.erase(t);
   }
+  // Acks (and requeueing nacks) of groups in RAM are settled here; the
+  // rest on a worker (network_thread_work.h). A nack that dead-letters
+  // publishes to the dead-letter topic, which may be on disk.
+  const bool here = (!nack || tokens->requeue) &&
+                    std::all_of(groups.begin(), groups.end(),
+                                [](const auto& g) { return GroupRunsOnNetworkThread(*g); });
+  if (here) {
+    Settled settled = Settle(api_, groups, *tokens, nack);
+    AnswerSettled(settled, request);
+    return;
+  }
   // Off the frame's arena: the answer comes after the frame is gone.
   json::value request_copy =
       request != nullptr ? json::value(*request, json::storage_ptr()) : json::value(nullptr);
-  net::post(
-      api_->workers(), [self = shared_from_this(), groups = std::move(groups),
-                        tokens = *std::move(tokens), nack, request_copy = std::move(request_copy)] {
-        // A token not of one group's (kInvalidArgument) is tried on the next.
-        broker::AckResult total;
-        std::vector<std::string> remaining = tokens.tokens;
-        std::vector<size_t> index(remaining.size());
-        for (size_t i = 0; i < index.size(); ++i) index[i] = i;
-        absl::Status failure;
-        for (size_t g = 0; g < groups.size() && !remaining.empty(); ++g) {
-          absl::StatusOr<broker::AckResult> r =
-              self->api_->AckTokens(groups[g], remaining, nack, tokens.requeue);
-          if (!r.ok()) {
-            failure = r.status();
-            break;
-          }
-          total.applied += r->applied;
-          std::vector<std::string> next;
-          std::vector<size_t> next_index;
-          for (broker::TokenRefusal& refusal : r->refused) {
-            const size_t original = index[refusal.index];
-            if (absl::IsInvalidArgument(refusal.status) && g + 1 < groups.size()) {
-              next.push_back(std::move(refusal.token));
-              next_index.push_back(original);
-            } else {
-              refusal.index = original;
-              total.refused.push_back(std::move(refusal));
-            }
-          }
-          remaining = std::move(next);
-          index = std::move(next_index);
-        }
-        std::sort(total.refused.begin(), total.refused.end(),
-                  [](const broker::TokenRefusal& a, const broker::TokenRefusal& b) {
-                    return a.index < b.index;
-                  });
-        net::post(self->ws_.get_executor(),
-                  [self, total = std::move(total), failure = std::move(failure),
-                   request_copy = std::move(request_copy)] {
-                    const json::value* request = request_copy.is_null() ? nullptr : &request_copy;
-                    if (!failure.ok()) {
-                      self->SendError(failure, request);
-                      return;
-                    }
-                    if (request != nullptr) {
-                      // Confirmed once durable, with the per-token judgement.
-                      json::object answer;
-                      answer["type"] = "acked";
-                      answer["request"] = *request;
-                      for (auto& field : AckResultToJson(total))
-                        answer[field.key()] = std::move(field.value());
-                      self->Send(answer);
-                      return;
-                    }
-                    const absl::Status refused = BrokerApi::RefusalStatus(total);
-                    if (!refused.ok()) self->SendError(refused, nullptr, AckResultToJson(total));
-                  });
-      });
+  net::post(api_->workers(), [self = shared_from_this(), groups = std::move(groups),
+                              tokens = *std::move(tokens), nack,
+                              request_copy = std::move(request_copy)]() mutable {
+    Settled settled = Settle(self->api_, groups, tokens, nack);
+    net::post(self->ws_.get_executor(),
+              [self, settled = std::move(settled), request_copy = std::move(request_copy)] {
+                self->AnswerSettled(settled, request_copy.is_null() ? nullptr : &request_copy);
+              });
+  });
+}
+
+WebSocketSession::Settled WebSocketSession::Settle(
+    BrokerApi* api, const std::vector<std::shared_ptr<broker::ConsumerGroup>>& groups,
+    const TokensRequest& tokens, bool nack) {
+  // A token not of one group's (kInvalidArgument) is tried on the next:
+  // `remaining`, at `index` in the frame's tokens (the first group gets
+  // them all, uncopied).
+  Settled settled;
+  broker::AckResult& total = settled.result;
+  std::vector<std::string> remaining;
+  std::vector<size_t> index;
+  for (size_t g = 0; g < groups.size() && (g == 0 || !remaining.empty()); ++g) {
+    absl::StatusOr<broker::AckResult> r =
+        api->AckTokens(groups[g], g == 0 ? tokens.tokens : remaining, nack, tokens.requeue);
+    if (!r.ok()) {
+      settled.failure = r.status();
+      break;
+    }
+    total.applied += r->applied;
+    std::vector<std::string> next;
+    std::vector<size_t> next_index;
+    for (broker::TokenRefusal& refusal : r->refused) {
+      const size_t original = g == 0 ? refusal.index : index[refusal.index];
+      if (absl::IsInvalidArgument(refusal.status) && g + 1 < groups.size()) {
+        next.push_back(std::move(refusal.token));
+        next_index.push_back(original);
+      } else {
+        refusal.index = original;
+        total.refused.push_back(std::move(refusal));
+      }
+    }
+    remaining = std::move(next);
+    index = std::move(next_index);
+  }
+  std::sort(total.refused.begin(), total.refused.end(),
+            [](const broker::TokenRefusal& a, const broker::TokenRefusal& b) {
+              return a.index < b.index;
+            });
+  return settled;
+}
+
+void WebSocketSession::AnswerSettled(const Settled& settled, const json::value* request) {
+  if (!settled.failure.ok()) {
+    SendError(settled.failure, request);
+    return;
+  }
+  if (request != nullptr) {
+    // Confirmed once durable, with the per-token judgement.
+    json::object answer;
+    answer["type"] = "acked";
+    answer["request"] = *request;
+    for (auto& field : AckResultToJson(settled.result))
+      answer[field.key()] = std::move(field.value());
+    Send(answer);
+    return;
+  }
+  const absl::Status refused = BrokerApi::RefusalStatus(settled.result);
+  if (!refused.ok()) SendError(refused, nullptr, AckResultToJson(settled.result));
 }
 
 }  // namespace once::coordinator

@@ -16,15 +16,15 @@ namespace {
 
 // A fetch that found nothing but saw the group move meanwhile fetches
 // again at once, this many times in a row at most; then it goes back to
-// the pool's queue, so that a group that moves all the time cannot hold a
-// worker.
+// its executor's queue, so that a group that moves all the time cannot
+// hold a thread.
 constexpr int kMaxImmediateRetries = 4;
 
 }  // namespace
 
-WsFeed::WsFeed(net::thread_pool& workers, net::any_io_executor strand, Clock* clock,
+WsFeed::WsFeed(net::any_io_executor fetches, net::any_io_executor strand, Clock* clock,
                std::shared_ptr<broker::ConsumerGroup> group, std::string consumer, Deliver deliver)
-    : workers_(workers),
+    : fetches_(std::move(fetches)),
       strand_(std::move(strand)),
       clock_(clock),
       group_(std::move(group)),
@@ -54,7 +54,7 @@ void WsFeed::Request(int max) {
     if (state_ != State::kIdle) return;
     if (!drained_at_.has_value() || *drained_at_ != group_->notifier().version()) {
       state_ = State::kFetching;
-      net::post(workers_, [self = shared_from_this()] { self->Fetch(); });
+      net::post(fetches_, [self = shared_from_this()] { self->Fetch(); });
       return;
     }
     // Nothing moved since a fetch that left nothing behind: wait. (Checked
@@ -83,7 +83,7 @@ void WsFeed::OnChange() {
   absl::MutexLock lock(&mu_);
   if (state_ != State::kWaiting) return;  // a fetch in flight looks again itself
   state_ = State::kFetching;
-  net::post(workers_, [self = shared_from_this()] { self->Fetch(); });
+  net::post(fetches_, [self = shared_from_this()] { self->Fetch(); });
 }
 
 void WsFeed::Fetch() {
@@ -136,7 +136,7 @@ void WsFeed::Fetch() {
       }
     }
     if (attempt + 1 >= kMaxImmediateRetries) {
-      net::post(workers_, [self = shared_from_this()] { self->Fetch(); });
+      net::post(fetches_, [self = shared_from_this()] { self->Fetch(); });
       return;
     }
   }

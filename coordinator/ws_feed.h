@@ -1,5 +1,5 @@
 // WsFeed: the fetches of one WebSocket subscription. The session asks for
-// up to N messages (Request); the feed fetches on the worker pool and,
+// up to N messages (Request); the feed fetches on its fetch executor and,
 // when the group has nothing, waits for the group's notifier to move (a
 // publish, a nack, an expired lease...), for the group's next deadline (a
 // lease that expires, a backoff that ends) or, as a safety net, for
@@ -11,14 +11,17 @@
 // its wake-up goes notifier -> its strand -> its timer -> a worker ->
 // its strand -> the session's strand. The feed lives as long as the
 // subscription, keeps one listener, and a change goes straight from the
-// notifying thread to a worker's fetch, whose result goes straight to the
-// session: two thread hand-offs between a durable publish and the
-// delivery's write instead of four or five.
+// notifying thread to the fetch executor: a worker, whose result goes
+// straight to the session (two thread hand-offs between a durable publish
+// and the delivery's write instead of four or five), or, for a group that
+// never waits for a disk (coordinator/network_thread_work.h), the
+// session's strand itself (one).
 //
 // Thread-safety: Request and Stop are called on the session's strand (the
 // timer's executor); the listener and the fetches run on other threads;
-// the state is under mu_. `deliver` runs on a worker, also after Stop for
-// a fetch that was in flight (the session releases what it brings).
+// the state is under mu_. `deliver` runs on the fetch executor, also after
+// Stop for a fetch that was in flight (the session releases what it
+// brings).
 #ifndef ONCE_COORDINATOR_WS_FEED_H_
 #define ONCE_COORDINATOR_WS_FEED_H_
 
@@ -35,7 +38,6 @@
 #include "absl/synchronization/mutex.h"
 #include "boost/asio/any_io_executor.hpp"
 #include "boost/asio/steady_timer.hpp"
-#include "boost/asio/thread_pool.hpp"
 #include "broker/consumer_group.h"
 #include "schema/clock.h"
 
@@ -50,8 +52,9 @@ class WsFeed : public std::enable_shared_from_this<WsFeed> {
   // The longest a waiting feed goes without fetching again.
   static constexpr std::chrono::milliseconds kMaxIdle{30'000};
 
-  // `workers` and `clock` outlive the feed; `strand` is the session's.
-  WsFeed(boost::asio::thread_pool& workers, boost::asio::any_io_executor strand, Clock* clock,
+  // `fetches` runs the fetches (and `deliver`); `strand` is the session's;
+  // `clock` outlives the feed.
+  WsFeed(boost::asio::any_io_executor fetches, boost::asio::any_io_executor strand, Clock* clock,
          std::shared_ptr<broker::ConsumerGroup> group, std::string consumer, Deliver deliver);
   ~WsFeed();
 
@@ -67,13 +70,13 @@ class WsFeed : public std::enable_shared_from_this<WsFeed> {
  private:
   enum class State { kIdle, kFetching, kWaiting, kStopped };
 
-  void Fetch();     // on a worker
+  void Fetch();     // on fetches_
   void OnChange();  // any thread: the group moved, or the timer fired
   void ArmTimer(std::optional<int64_t> deadline_ms);  // on the strand
   // When the timer should fire to meet `deadline_ms` (at most kMaxIdle).
   std::chrono::steady_clock::time_point WakeAt(std::optional<int64_t> deadline_ms) const;
 
-  boost::asio::thread_pool& workers_;
+  const boost::asio::any_io_executor fetches_;
   const boost::asio::any_io_executor strand_;
   Clock* const clock_;
   const std::shared_ptr<broker::ConsumerGroup> group_;

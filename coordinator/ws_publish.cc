@@ -1,7 +1,10 @@
 // WebSocketSession: publish frames (see websocket_session.h). A frame is
 // checked on the strand as it arrives (its JSON lives only as long as the
 // frame's parse arena), queued, and published with the frames queued
-// behind it as one batch on a worker; the answers go back in frame order.
+// behind it as one batch, on a worker (or, when every topic of the batch
+// is a memory topic, on the strand: coordinator/network_thread_work.h);
+// the answers go back in frame order.
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -9,6 +12,7 @@
 #include "boost/asio/post.hpp"
 #include "boost/json/serialize.hpp"
 #include "coordinator/json_codec.h"
+#include "coordinator/network_thread_work.h"
 #include "coordinator/websocket_session.h"
 #include "coordinator/ws_frames.h"
 #include "schema/status_macros.h"
@@ -62,50 +66,63 @@ void WebSocketSession::StartPublishing() {
   std::vector<PendingPublish> frames(std::make_move_iterator(publish_queue_.begin()),
                                      std::make_move_iterator(publish_queue_.end()));
   publish_queue_.clear();
+  const bool here = std::all_of(frames.begin(), frames.end(), [](const PendingPublish& p) {
+    return p.topic == nullptr || PublishRunsOnNetworkThread(*p.topic);
+  });
+  if (here) {
+    OnPublished(PublishFrames(api_, std::move(frames)));
+    return;
+  }
   net::post(api_->workers(), [self = shared_from_this(), frames = std::move(frames)]() mutable {
-    const size_t n = frames.size();
-    std::vector<std::string> answers(n);
-    for (size_t i = 0; i < n; ++i) answers[i] = std::move(frames[i].answer);
-    // Consecutive frames for one topic go to the broker as one publish,
-    // in frame order: one durable write for all of them.
-    for (size_t i = 0; i < n;) {
-      if (!answers[i].empty()) {
-        ++i;
-        continue;
-      }
-      const std::shared_ptr<broker::Topic> topic = frames[i].topic;
-      std::vector<broker::Record> combined;
-      std::vector<size_t> counts;
-      size_t j = i;
-      while (j < n && answers[j].empty() && frames[j].topic == topic &&
-             (j == i || combined.size() + frames[j].records.size() <= kMaxMessagesPerPublish)) {
-        counts.push_back(frames[j].records.size());
-        if (combined.empty()) {
-          combined = std::move(frames[j].records);
-        } else {
-          for (broker::Record& r : frames[j].records) combined.push_back(std::move(r));
-        }
-        ++j;
-      }
-      absl::StatusOr<std::vector<broker::PublishResult>> results =
-          self->api_->PublishRecords(topic, std::move(combined));
-      size_t at = 0;
-      for (size_t k = i; k < j; ++k) {
-        if (!results.ok()) {
-          answers[k] = WsErrorFrameText(results.status(), frames[k].request);
-          continue;
-        }
-        const size_t count = counts[k - i];
-        answers[k] =
-            PublishedFrame(frames[k].request, absl::MakeConstSpan(results->data() + at, count));
-        at += count;
-      }
-      i = j;
-    }
+    std::vector<std::string> answers = PublishFrames(self->api_, std::move(frames));
     net::post(self->ws_.get_executor(), [self, answers = std::move(answers)]() mutable {
       self->OnPublished(std::move(answers));
     });
   });
+}
+
+std::vector<std::string> WebSocketSession::PublishFrames(BrokerApi* api,
+                                                         std::vector<PendingPublish> frames) {
+  const size_t n = frames.size();
+  std::vector<std::string> answers(n);
+  for (size_t i = 0; i < n; ++i) answers[i] = std::move(frames[i].answer);
+  // Consecutive frames for one topic go to the broker as one publish, in
+  // frame order: one durable write for all of them.
+  for (size_t i = 0; i < n;) {
+    if (!answers[i].empty()) {
+      ++i;
+      continue;
+    }
+    const std::shared_ptr<broker::Topic> topic = frames[i].topic;
+    std::vector<broker::Record> combined;
+    std::vector<size_t> counts;
+    size_t j = i;
+    while (j < n && answers[j].empty() && frames[j].topic == topic &&
+           (j == i || combined.size() + frames[j].records.size() <= kMaxMessagesPerPublish)) {
+      counts.push_back(frames[j].records.size());
+      if (combined.empty()) {
+        combined = std::move(frames[j].records);
+      } else {
+        for (broker::Record& r : frames[j].records) combined.push_back(std::move(r));
+      }
+      ++j;
+    }
+    absl::StatusOr<std::vector<broker::PublishResult>> results =
+        api->PublishRecords(topic, std::move(combined));
+    size_t at = 0;
+    for (size_t k = i; k < j; ++k) {
+      if (!results.ok()) {
+        answers[k] = WsErrorFrameText(results.status(), frames[k].request);
+        continue;
+      }
+      const size_t count = counts[k - i];
+      answers[k] =
+          PublishedFrame(frames[k].request, absl::MakeConstSpan(results->data() + at, count));
+      at += count;
+    }
+    i = j;
+  }
+  return answers;
 }
 
 void WebSocketSession::OnPublished(std::vector<std::string> answers) {

@@ -8,9 +8,11 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "boost/asio/dispatch.hpp"
 #include "boost/asio/post.hpp"
 #include "coordinator/api_error.h"
 #include "coordinator/json_codec.h"
+#include "coordinator/network_thread_work.h"
 #include "coordinator/websocket_session.h"
 #include "coordinator/ws_frames.h"
 #include "spdlog/spdlog.h"
@@ -92,9 +94,12 @@ void WebSocketSession::HandleSubscribe(const json::object& frame) {
       sub.group = *std::move(g);
       sub.credits = credits;
       sub.batch = batch;
-      sub.feed = std::make_shared<WsFeed>(self->api_->workers(), self->ws_.get_executor(),
-                                          self->api_->clock(), sub.group, consumer,
-                                          self->FeedCallback(sub.id, sub.group));
+      const net::any_io_executor fetches = GroupRunsOnNetworkThread(*sub.group)
+                                               ? self->ws_.get_executor()
+                                               : self->api_->workers().get_executor();
+      sub.feed =
+          std::make_shared<WsFeed>(fetches, self->ws_.get_executor(), self->api_->clock(),
+                                   sub.group, consumer, self->FeedCallback(sub.id, sub.group));
       // Until frames have been seen, assume the largest the topic allows
       // (base64 and JSON framing included).
       sub.average_frame_bytes =
@@ -238,19 +243,22 @@ WsFeed::Deliver WebSocketSession::FeedCallback(int64_t id,
       }
       return;
     }
-    net::post(self->ws_.get_executor(), [self, id, group, result = std::move(result)]() mutable {
-      auto it = self->subscriptions_.find(id);
-      if (it == self->subscriptions_.end() || it->second.group != group) {
-        // Unsubscribed or closed meanwhile: give back what came.
-        if (result.ok() && !result->empty()) {
-          std::vector<std::string> tokens;
-          for (const broker::Delivery& d : *result) tokens.push_back(d.token);
-          self->Release(group, std::move(tokens), "");
-        }
-        return;
-      }
-      self->OnDelivered(id, std::move(result));
-    });
+    // From a worker, a hand-off; from the strand (a feed fetching there),
+    // at once.
+    net::dispatch(self->ws_.get_executor(),
+                  [self, id, group, result = std::move(result)]() mutable {
+                    auto it = self->subscriptions_.find(id);
+                    if (it == self->subscriptions_.end() || it->second.group != group) {
+                      // Unsubscribed or closed meanwhile: give back what came.
+                      if (result.ok() && !result->empty()) {
+                        std::vector<std::string> tokens;
+                        for (const broker::Delivery& d : *result) tokens.push_back(d.token);
+                        self->Release(group, std::move(tokens), "");
+                      }
+                      return;
+                    }
+                    self->OnDelivered(id, std::move(result));
+                  });
   };
 }
 

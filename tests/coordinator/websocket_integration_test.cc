@@ -92,6 +92,34 @@ TEST_F(WebSocketTest, PublishesAreAnsweredInOrderOnceDurable) {
   EXPECT_EQ(Expect(200, "GET", "/v1/topics/t").at("messages").as_int64(), 4);
 }
 
+// Memory topics are published on the session's strand, disk topics on a
+// worker: frames for both, sent without waiting, are still answered in
+// frame order, each with its own topic's offsets.
+TEST_F(WebSocketTest, PublishesToMemoryAndDiskTopicsKeepFrameOrder) {
+  StartServer();
+  Expect(201, "PUT", "/v1/topics/disk", R"({"backend": "disk", "fsync": "always"})");
+  Expect(201, "PUT", "/v1/topics/mem", R"({"backend": "memory"})");
+  WsTestClient ws(server_->port());
+  ONCE_ASSERT_OK(ws.Connect());
+  constexpr int kFrames = 12;
+  for (int i = 0; i < kFrames; ++i) {
+    json::object frame = Frame(R"({"type": "publish", "messages": [{"value": "v"}]})");
+    frame["request"] = i;
+    frame["topic"] = i % 3 == 0 ? "disk" : "mem";
+    ONCE_ASSERT_OK(ws.Send(frame));
+  }
+  int64_t next_disk = 0, next_mem = 0;
+  for (int i = 0; i < kFrames; ++i) {
+    json::object f = Next(ws, "published");
+    ASSERT_FALSE(f.empty());
+    EXPECT_EQ(f.at("request").as_int64(), i);
+    int64_t& next = i % 3 == 0 ? next_disk : next_mem;
+    EXPECT_EQ(f.at("results").at(0).at("offset").as_int64(), next++) << json::serialize(f);
+  }
+  EXPECT_EQ(Expect(200, "GET", "/v1/topics/disk").at("messages").as_int64(), kFrames / 3);
+  EXPECT_EQ(Expect(200, "GET", "/v1/topics/mem").at("messages").as_int64(), kFrames * 2 / 3);
+}
+
 TEST_F(WebSocketTest, SubscriptionNeverGetsMoreThanItsCredits) {
   StartServer();
   Expect(201, "PUT", "/v1/topics/t", R"({"backend": "memory"})");

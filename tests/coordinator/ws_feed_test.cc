@@ -43,13 +43,19 @@ class WsFeedTest : public MemoryGroupFixture {
     feed_ = MakeFeed(group_, "c");
   }
 
-  // A feed of `consumer` on `group` whose deliveries Next() returns.
+  // A feed of `consumer` on `group` whose deliveries Next() returns; its
+  // fetches run on the workers or, with `fetch_on_strand`, on its strand.
   std::shared_ptr<WsFeed> MakeFeed(std::shared_ptr<broker::ConsumerGroup> group,
-                                   std::string consumer) {
-    return std::make_shared<WsFeed>(workers_, net::make_strand(ioc_), &clock_, std::move(group),
-                                    std::move(consumer), [this](WsFeed::Result r) {
+                                   std::string consumer, bool fetch_on_strand = false) {
+    const net::strand<net::io_context::executor_type> strand = net::make_strand(ioc_);
+    const net::any_io_executor fetches = fetch_on_strand
+                                             ? net::any_io_executor(strand)
+                                             : net::any_io_executor(workers_.get_executor());
+    return std::make_shared<WsFeed>(fetches, strand, &clock_, std::move(group), std::move(consumer),
+                                    [this, strand](WsFeed::Result r) {
                                       std::lock_guard lock(mu_);
                                       results_.push_back(std::move(r));
+                                      on_strand_.push_back(strand.running_in_this_thread());
                                       cv_.notify_all();
                                     });
   }
@@ -77,6 +83,8 @@ class WsFeedTest : public MemoryGroupFixture {
     if (!cv_.wait_for(lock, wait, [this] { return !results_.empty(); })) return std::nullopt;
     WsFeed::Result r = std::move(results_.front());
     results_.pop_front();
+    last_on_strand_ = on_strand_.front();
+    on_strand_.pop_front();
     return r;
   }
 
@@ -84,6 +92,8 @@ class WsFeedTest : public MemoryGroupFixture {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<WsFeed::Result> results_;
+  std::deque<bool> on_strand_;   // whether each delivery ran on the feed's strand
+  bool last_on_strand_ = false;  // ... the one Next() returned last
 };
 
 TEST_F(WsFeedTest, DeliversWhatIsThereAtOnce) {
@@ -107,6 +117,35 @@ TEST_F(WsFeedTest, WaitsForAPublishThenDeliversIt) {
   ONCE_ASSERT_OK(r->status());
   ASSERT_EQ((*r)->size(), 1u);
   EXPECT_EQ((**r)[0].record.value, "late");
+}
+
+TEST_F(WsFeedTest, DeliversOnTheWorkersByDefault) {
+  Publish("a");
+  feed_->Request(10);
+  std::optional<WsFeed::Result> r = Next(seconds(10));
+  ASSERT_TRUE(r.has_value() && r->ok());
+  EXPECT_FALSE(last_on_strand_);
+}
+
+// A memory group's feed, in the service: fetched on the session's strand,
+// it waits and wakes as a worker-fed one does, and delivers on the strand.
+TEST_F(WsFeedTest, AFeedFetchingOnItsStrandWaitsAndDeliversThere) {
+  StopFeed();
+  feed_ = MakeFeed(group_, "c", /*fetch_on_strand=*/true);
+  Publish("a");
+  feed_->Request(10);
+  std::optional<WsFeed::Result> r = Next(seconds(10));
+  ASSERT_TRUE(r.has_value() && r->ok());
+  ASSERT_EQ((*r)->size(), 1u);
+  EXPECT_TRUE(last_on_strand_);
+  feed_->Request(10);
+  EXPECT_FALSE(Next(milliseconds(100)).has_value());
+  Publish("b");
+  r = Next(seconds(10));
+  ASSERT_TRUE(r.has_value() && r->ok());
+  ASSERT_EQ((*r)->size(), 1u);
+  EXPECT_EQ((**r)[0].record.value, "b");
+  EXPECT_TRUE(last_on_strand_);
 }
 
 TEST_F(WsFeedTest, TakesAtMostMaxPerRequest) {
