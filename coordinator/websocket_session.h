@@ -27,8 +27,8 @@
 //
 // Runs on its own strand; keeps itself alive through shared_from_this
 // while an operation is pending. Broker calls run on the worker pool,
-// except those on memory topics and their groups, which never wait for a
-// disk (coordinator/network_thread_work.h).
+// except those that cannot wait for a disk, which run on the strand
+// (coordinator/network_thread_work.h).
 //
 // The implementation is split by concern: websocket_session.cc (life
 // cycle, reading, frame dispatch, writing, closing), ws_publish.cc

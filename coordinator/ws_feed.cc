@@ -8,6 +8,7 @@
 #include "boost/asio/dispatch.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/system/error_code.hpp"
+#include "coordinator/network_thread_work.h"
 
 namespace once::coordinator {
 namespace net = boost::asio;
@@ -22,12 +23,13 @@ constexpr int kMaxImmediateRetries = 4;
 
 }  // namespace
 
-WsFeed::WsFeed(net::any_io_executor fetches, net::any_io_executor strand, Clock* clock,
+WsFeed::WsFeed(net::any_io_executor workers, net::any_io_executor strand, Clock* clock,
                std::shared_ptr<broker::ConsumerGroup> group, std::string consumer, Deliver deliver)
-    : fetches_(std::move(fetches)),
+    : workers_(std::move(workers)),
       strand_(std::move(strand)),
       clock_(clock),
       group_(std::move(group)),
+      strand_may_fetch_(FetchMayRunOnNetworkThread(*group_)),
       consumer_(std::move(consumer)),
       deliver_(std::move(deliver)),
       timer_(strand_) {}
@@ -54,7 +56,7 @@ void WsFeed::Request(int max) {
     if (state_ != State::kIdle) return;
     if (!drained_at_.has_value() || *drained_at_ != group_->notifier().version()) {
       state_ = State::kFetching;
-      net::post(fetches_, [self = shared_from_this()] { self->Fetch(); });
+      PostFetch();
       return;
     }
     // Nothing moved since a fetch that left nothing behind: wait. (Checked
@@ -83,7 +85,25 @@ void WsFeed::OnChange() {
   absl::MutexLock lock(&mu_);
   if (state_ != State::kWaiting) return;  // a fetch in flight looks again itself
   state_ = State::kFetching;
-  net::post(fetches_, [self = shared_from_this()] { self->Fetch(); });
+  PostFetch();
+}
+
+void WsFeed::PostFetch() {
+  if (strand_may_fetch_) {
+    net::post(strand_, [self = shared_from_this()] { self->FetchOnStrand(); });
+  } else {
+    net::post(workers_, [self = shared_from_this()] { self->Fetch(); });
+  }
+}
+
+void WsFeed::FetchOnStrand() {
+  // Not in PostFetch: this takes the group's lock, which a notifier's
+  // listener (OnChange) must not.
+  if (FetchRunsOnNetworkThread(*group_, clock_->NowMs())) {
+    Fetch();
+  } else {
+    net::post(workers_, [self = shared_from_this()] { self->Fetch(); });
+  }
 }
 
 void WsFeed::Fetch() {
@@ -136,7 +156,7 @@ void WsFeed::Fetch() {
       }
     }
     if (attempt + 1 >= kMaxImmediateRetries) {
-      net::post(fetches_, [self = shared_from_this()] { self->Fetch(); });
+      PostFetch();
       return;
     }
   }

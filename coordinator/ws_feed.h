@@ -1,5 +1,6 @@
 // WsFeed: the fetches of one WebSocket subscription. The session asks for
-// up to N messages (Request); the feed fetches on its fetch executor and,
+// up to N messages (Request); the feed fetches on the session's strand or
+// on the worker pool (coordinator/network_thread_work.h says which) and,
 // when the group has nothing, waits for the group's notifier to move (a
 // publish, a nack, an expired lease...), for the group's next deadline (a
 // lease that expires, a backoff that ends) or, as a safety net, for
@@ -11,16 +12,14 @@
 // its wake-up goes notifier -> its strand -> its timer -> a worker ->
 // its strand -> the session's strand. The feed lives as long as the
 // subscription, keeps one listener, and a change goes straight from the
-// notifying thread to the fetch executor: a worker, whose result goes
-// straight to the session (two thread hand-offs between a durable publish
-// and the delivery's write instead of four or five), or, for a group that
-// never waits for a disk (coordinator/network_thread_work.h), the
-// session's strand itself (one).
+// notifying thread to the session's strand, where the fetch runs and its
+// result is sent: one thread hand-off between a durable publish and the
+// delivery's write (two when the fetch must go to a worker).
 //
 // Thread-safety: Request and Stop are called on the session's strand (the
 // timer's executor); the listener and the fetches run on other threads;
-// the state is under mu_. `deliver` runs on the fetch executor, also after
-// Stop for a fetch that was in flight (the session releases what it
+// the state is under mu_. `deliver` runs on the strand or a worker, also
+// after Stop for a fetch that was in flight (the session releases what it
 // brings).
 #ifndef ONCE_COORDINATOR_WS_FEED_H_
 #define ONCE_COORDINATOR_WS_FEED_H_
@@ -52,9 +51,9 @@ class WsFeed : public std::enable_shared_from_this<WsFeed> {
   // The longest a waiting feed goes without fetching again.
   static constexpr std::chrono::milliseconds kMaxIdle{30'000};
 
-  // `fetches` runs the fetches (and `deliver`); `strand` is the session's;
-  // `clock` outlives the feed.
-  WsFeed(boost::asio::any_io_executor fetches, boost::asio::any_io_executor strand, Clock* clock,
+  // `workers` runs the fetches that may wait for a disk; `strand` is the
+  // session's; `clock` outlives the feed.
+  WsFeed(boost::asio::any_io_executor workers, boost::asio::any_io_executor strand, Clock* clock,
          std::shared_ptr<broker::ConsumerGroup> group, std::string consumer, Deliver deliver);
   ~WsFeed();
 
@@ -70,16 +69,20 @@ class WsFeed : public std::enable_shared_from_this<WsFeed> {
  private:
   enum class State { kIdle, kFetching, kWaiting, kStopped };
 
-  void Fetch();     // on fetches_
-  void OnChange();  // any thread: the group moved, or the timer fired
+  // Starts a fetch where it belongs (a post: mu_ may be held).
+  void PostFetch();
+  void FetchOnStrand();  // runs it there, or hands it to a worker
+  void Fetch();          // on the strand or a worker
+  void OnChange();       // any thread: the group moved, or the timer fired
   void ArmTimer(std::optional<int64_t> deadline_ms);  // on the strand
   // When the timer should fire to meet `deadline_ms` (at most kMaxIdle).
   std::chrono::steady_clock::time_point WakeAt(std::optional<int64_t> deadline_ms) const;
 
-  const boost::asio::any_io_executor fetches_;
+  const boost::asio::any_io_executor workers_;
   const boost::asio::any_io_executor strand_;
   Clock* const clock_;
   const std::shared_ptr<broker::ConsumerGroup> group_;
+  const bool strand_may_fetch_;  // FetchMayRunOnNetworkThread(*group_)
   const std::string consumer_;
   const Deliver deliver_;
   boost::asio::steady_timer timer_;  // on strand_

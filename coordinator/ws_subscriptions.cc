@@ -12,7 +12,6 @@
 #include "boost/asio/post.hpp"
 #include "coordinator/api_error.h"
 #include "coordinator/json_codec.h"
-#include "coordinator/network_thread_work.h"
 #include "coordinator/websocket_session.h"
 #include "coordinator/ws_frames.h"
 #include "spdlog/spdlog.h"
@@ -94,12 +93,9 @@ void WebSocketSession::HandleSubscribe(const json::object& frame) {
       sub.group = *std::move(g);
       sub.credits = credits;
       sub.batch = batch;
-      const net::any_io_executor fetches = GroupRunsOnNetworkThread(*sub.group)
-                                               ? self->ws_.get_executor()
-                                               : self->api_->workers().get_executor();
-      sub.feed =
-          std::make_shared<WsFeed>(fetches, self->ws_.get_executor(), self->api_->clock(),
-                                   sub.group, consumer, self->FeedCallback(sub.id, sub.group));
+      sub.feed = std::make_shared<WsFeed>(self->api_->workers().get_executor(),
+                                          self->ws_.get_executor(), self->api_->clock(), sub.group,
+                                          consumer, self->FeedCallback(sub.id, sub.group));
       // Until frames have been seen, assume the largest the topic allows
       // (base64 and JSON framing included).
       sub.average_frame_bytes =

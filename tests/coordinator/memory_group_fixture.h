@@ -1,7 +1,8 @@
 // A test fixture with what the service's delivery paths (LongPoll, WsFeed)
 // run on: a real broker and group "g" on a memory topic "t" in a temp
-// dir, an io_context on its own thread and a worker pool. Group time is a
-// FakeClock, so no lease expires on its own.
+// dir (and disk topics' groups on demand), an io_context on its own thread
+// and a worker pool. Group time is a FakeClock, so no lease expires on its
+// own.
 #ifndef ONCE_TESTS_COORDINATOR_MEMORY_GROUP_FIXTURE_H_
 #define ONCE_TESTS_COORDINATOR_MEMORY_GROUP_FIXTURE_H_
 
@@ -55,12 +56,30 @@ class MemoryGroupFixture : public ::testing::Test {
   }
 
   // Publishes one message to "t" and wakes the group's waiters.
-  void Publish(const std::string& value) {
-    ONCE_ASSERT_OK_AND_ASSIGN(std::shared_ptr<broker::Topic> topic, broker_->GetTopic("t"));
+  void Publish(const std::string& value) { PublishTo("t", value); }
+  void PublishTo(const std::string& topic_name, const std::string& value) {
+    ONCE_ASSERT_OK_AND_ASSIGN(std::shared_ptr<broker::Topic> topic, broker_->GetTopic(topic_name));
     broker::Record r;
     r.value = value;
     ONCE_ASSERT_OK(topic->Publish({r}).status());
-    registry_->NotifyPublished("t");
+    registry_->NotifyPublished(topic_name);
+  }
+
+  // A group `group` of mode `mode` on a new disk topic `topic`; its state
+  // is in the group store (groups.db in the temp dir).
+  std::shared_ptr<broker::ConsumerGroup> MakeDiskGroup(const std::string& topic,
+                                                       const std::string& group,
+                                                       broker::GroupMode mode) {
+    broker::TopicConfig config;
+    config.backend = broker::Backend::kDisk;
+    config.fsync = broker::FsyncPolicy::kNever;
+    EXPECT_TRUE(broker_->CreateTopic(topic, config).ok());
+    broker::GroupConfig g;
+    g.mode = mode;
+    EXPECT_TRUE(registry_->CreateGroup(topic, group, g).ok());
+    absl::StatusOr<std::shared_ptr<broker::ConsumerGroup>> made = registry_->GetGroup(topic, group);
+    EXPECT_TRUE(made.ok()) << made.status();
+    return made.ok() ? *made : nullptr;
   }
 
   std::string dir_;

@@ -20,6 +20,7 @@
 #include "boost/asio/thread_pool.hpp"
 #include "broker/broker.h"
 #include "broker/group_registry.h"
+#include "coordinator/network_thread_work.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/coordinator/memory_group_fixture.h"
@@ -43,16 +44,12 @@ class WsFeedTest : public MemoryGroupFixture {
     feed_ = MakeFeed(group_, "c");
   }
 
-  // A feed of `consumer` on `group` whose deliveries Next() returns; its
-  // fetches run on the workers or, with `fetch_on_strand`, on its strand.
+  // A feed of `consumer` on `group` whose deliveries Next() returns.
   std::shared_ptr<WsFeed> MakeFeed(std::shared_ptr<broker::ConsumerGroup> group,
-                                   std::string consumer, bool fetch_on_strand = false) {
+                                   std::string consumer) {
     const net::strand<net::io_context::executor_type> strand = net::make_strand(ioc_);
-    const net::any_io_executor fetches = fetch_on_strand
-                                             ? net::any_io_executor(strand)
-                                             : net::any_io_executor(workers_.get_executor());
-    return std::make_shared<WsFeed>(fetches, strand, &clock_, std::move(group), std::move(consumer),
-                                    [this, strand](WsFeed::Result r) {
+    return std::make_shared<WsFeed>(workers_.get_executor(), strand, &clock_, std::move(group),
+                                    std::move(consumer), [this, strand](WsFeed::Result r) {
                                       std::lock_guard lock(mu_);
                                       results_.push_back(std::move(r));
                                       on_strand_.push_back(strand.running_in_this_thread());
@@ -119,19 +116,10 @@ TEST_F(WsFeedTest, WaitsForAPublishThenDeliversIt) {
   EXPECT_EQ((**r)[0].record.value, "late");
 }
 
-TEST_F(WsFeedTest, DeliversOnTheWorkersByDefault) {
-  Publish("a");
-  feed_->Request(10);
-  std::optional<WsFeed::Result> r = Next(seconds(10));
-  ASSERT_TRUE(r.has_value() && r->ok());
-  EXPECT_FALSE(last_on_strand_);
-}
-
-// A memory group's feed, in the service: fetched on the session's strand,
-// it waits and wakes as a worker-fed one does, and delivers on the strand.
-TEST_F(WsFeedTest, AFeedFetchingOnItsStrandWaitsAndDeliversThere) {
-  StopFeed();
-  feed_ = MakeFeed(group_, "c", /*fetch_on_strand=*/true);
+// A memory group's fetches never wait for a disk: they run on the
+// session's strand, and the feed waits and wakes there as a worker-fed one
+// does.
+TEST_F(WsFeedTest, AMemoryGroupIsFetchedAndDeliveredOnTheStrand) {
   Publish("a");
   feed_->Request(10);
   std::optional<WsFeed::Result> r = Next(seconds(10));
@@ -146,6 +134,47 @@ TEST_F(WsFeedTest, AFeedFetchingOnItsStrandWaitsAndDeliversThere) {
   ASSERT_EQ((*r)->size(), 1u);
   EXPECT_EQ((**r)[0].record.value, "b");
   EXPECT_TRUE(last_on_strand_);
+}
+
+// A disk topic's shared group: on the strand while no lease is about to
+// expire; with one within the margin (a fetch could then commit a
+// redelivery count), on a worker.
+TEST_F(WsFeedTest, ADiskSharedGroupGoesToAWorkerWhenADeadlineIsNear) {
+  StopFeed();
+  std::shared_ptr<broker::ConsumerGroup> disk =
+      MakeDiskGroup("d", "ds", broker::GroupMode::kShared);
+  ASSERT_NE(disk, nullptr);
+  feed_ = MakeFeed(disk, "c");
+  PublishTo("d", "first");
+  feed_->Request(1);
+  std::optional<WsFeed::Result> r = Next(seconds(10));
+  ASSERT_TRUE(r.has_value() && r->ok());
+  EXPECT_TRUE(last_on_strand_);
+  // The lease just taken expires in ack_timeout_ms: get within the margin.
+  clock_.Advance(disk->config().ack_timeout_ms - kQuietFetchMarginMs / 2);
+  PublishTo("d", "second");
+  feed_->Request(1);
+  r = Next(seconds(10));
+  ASSERT_TRUE(r.has_value() && r->ok());
+  ASSERT_EQ((*r)->size(), 1u);
+  EXPECT_EQ((**r)[0].record.value, "second");
+  EXPECT_FALSE(last_on_strand_);
+}
+
+// An ordered group's redeliveries have no deadline to tell them by: its
+// disk fetches always go to a worker.
+TEST_F(WsFeedTest, ADiskOrderedGroupIsFetchedOnAWorker) {
+  StopFeed();
+  std::shared_ptr<broker::ConsumerGroup> disk =
+      MakeDiskGroup("d", "do", broker::GroupMode::kOrdered);
+  ASSERT_NE(disk, nullptr);
+  ONCE_ASSERT_OK(disk->Join("c"));
+  feed_ = MakeFeed(disk, "c");
+  PublishTo("d", "first");
+  feed_->Request(1);
+  std::optional<WsFeed::Result> r = Next(seconds(10));
+  ASSERT_TRUE(r.has_value() && r->ok());
+  EXPECT_FALSE(last_on_strand_);
 }
 
 TEST_F(WsFeedTest, TakesAtMostMaxPerRequest) {
