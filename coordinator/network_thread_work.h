@@ -12,9 +12,13 @@
 //   group that gives up on a message moves it to its dead-letter topic
 //   from within the fetch, and a dead-letter topic named in the group's
 //   settings may be on disk.
-// - A disk topic's shared group's fetch, when nothing can come due while
-//   it runs. Such a fetch only reads the log (the page cache, for messages
-//   just published); it writes to the group store only for a redelivery
+// - A disk topic's shared group's fetch for a subscription that is caught
+//   up (WsFeed: its last fetch took everything there was; one that is
+//   behind reads a large batch, every record's CRC checked, which would
+//   hold up the strand's other connections), when nothing can come due
+//   while it runs. Such a fetch only reads a few records from the log (the
+//   page cache: they were just published); it writes to the group store
+//   only for a redelivery
 //   (its delivery count goes first) or a dead-letter move, which come from
 //   an expired lease, a retry whose backoff ended or a pending dead letter:
 //   all of them are the group's deadlines (NextDeadlineMs). An ordered

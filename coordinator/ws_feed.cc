@@ -29,6 +29,7 @@ WsFeed::WsFeed(net::any_io_executor workers, net::any_io_executor strand, Clock*
       strand_(std::move(strand)),
       clock_(clock),
       group_(std::move(group)),
+      in_ram_(GroupRunsOnNetworkThread(*group_)),
       strand_may_fetch_(FetchMayRunOnNetworkThread(*group_)),
       consumer_(std::move(consumer)),
       deliver_(std::move(deliver)),
@@ -56,7 +57,7 @@ void WsFeed::Request(int max) {
     if (state_ != State::kIdle) return;
     if (!drained_at_.has_value() || *drained_at_ != group_->notifier().version()) {
       state_ = State::kFetching;
-      PostFetch();
+      PostFetch(/*caught_up=*/drained_at_.has_value());
       return;
     }
     // Nothing moved since a fetch that left nothing behind: wait. (Checked
@@ -85,11 +86,14 @@ void WsFeed::OnChange() {
   absl::MutexLock lock(&mu_);
   if (state_ != State::kWaiting) return;  // a fetch in flight looks again itself
   state_ = State::kFetching;
-  PostFetch();
+  PostFetch(/*caught_up=*/drained_at_.has_value());
 }
 
-void WsFeed::PostFetch() {
-  if (strand_may_fetch_) {
+void WsFeed::PostFetch(bool caught_up) {
+  // A subscription that is behind (its last fetch came back full) reads a
+  // large batch, which from a disk log means CRCs checked and records
+  // decoded: a worker's job, or the strand's other sessions would wait.
+  if (in_ram_ || (strand_may_fetch_ && caught_up)) {
     net::post(strand_, [self = shared_from_this()] { self->FetchOnStrand(); });
   } else {
     net::post(workers_, [self = shared_from_this()] { self->Fetch(); });
@@ -156,7 +160,7 @@ void WsFeed::Fetch() {
       }
     }
     if (attempt + 1 >= kMaxImmediateRetries) {
-      PostFetch();
+      PostFetch(/*caught_up=*/true);  // it found nothing
       return;
     }
   }

@@ -69,8 +69,9 @@ class WsFeed : public std::enable_shared_from_this<WsFeed> {
  private:
   enum class State { kIdle, kFetching, kWaiting, kStopped };
 
-  // Starts a fetch where it belongs (a post: mu_ may be held).
-  void PostFetch();
+  // Starts a fetch where it belongs (a post: mu_ may be held), given
+  // whether the last fetch took everything there was.
+  void PostFetch(bool caught_up);
   void FetchOnStrand();  // runs it there, or hands it to a worker
   void Fetch();          // on the strand or a worker
   void OnChange();       // any thread: the group moved, or the timer fired
@@ -82,6 +83,7 @@ class WsFeed : public std::enable_shared_from_this<WsFeed> {
   const boost::asio::any_io_executor strand_;
   Clock* const clock_;
   const std::shared_ptr<broker::ConsumerGroup> group_;
+  const bool in_ram_;            // GroupRunsOnNetworkThread(*group_)
   const bool strand_may_fetch_;  // FetchMayRunOnNetworkThread(*group_)
   const std::string consumer_;
   const Deliver deliver_;

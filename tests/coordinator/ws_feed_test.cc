@@ -12,6 +12,8 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "boost/asio/executor_work_guard.hpp"
 #include "boost/asio/io_context.hpp"
@@ -136,28 +138,59 @@ TEST_F(WsFeedTest, AMemoryGroupIsFetchedAndDeliveredOnTheStrand) {
   EXPECT_TRUE(last_on_strand_);
 }
 
-// A disk topic's shared group: on the strand while no lease is about to
-// expire; with one within the margin (a fetch could then commit a
-// redelivery count), on a worker.
-TEST_F(WsFeedTest, ADiskSharedGroupGoesToAWorkerWhenADeadlineIsNear) {
+// A disk topic's shared group: on the strand once the subscription has
+// caught up (the first fetch may find a backlog: a worker's), and while
+// no lease is about to expire; with one within the margin (a fetch could
+// then commit a redelivery count), on a worker.
+TEST_F(WsFeedTest, ADiskSharedGroupIsFetchedOnTheStrandWhenCaughtUpAndNoDeadlineIsNear) {
   StopFeed();
   std::shared_ptr<broker::ConsumerGroup> disk =
       MakeDiskGroup("d", "ds", broker::GroupMode::kShared);
   ASSERT_NE(disk, nullptr);
   feed_ = MakeFeed(disk, "c");
-  PublishTo("d", "first");
-  feed_->Request(1);
+  // Each Request asks for more than there is: afterwards, caught up.
+  const std::vector<std::pair<std::string, bool>> steps = {
+      {"first", false}, {"second", true}, {"third", false}};
+  for (const auto& [value, on_strand] : steps) {
+    SCOPED_TRACE(value);
+    if (value == "third") {
+      // The leases taken expire in ack_timeout_ms: get within the margin.
+      clock_.Advance(disk->config().ack_timeout_ms - kQuietFetchMarginMs / 2);
+    }
+    PublishTo("d", value);
+    feed_->Request(10);
+    std::optional<WsFeed::Result> r = Next(seconds(10));
+    ASSERT_TRUE(r.has_value() && r->ok());
+    ASSERT_EQ((*r)->size(), 1u);
+    EXPECT_EQ((**r)[0].record.value, value);
+    EXPECT_EQ(last_on_strand_, on_strand);
+  }
+}
+
+// A subscription whose last fetch came back full is behind: its next
+// (large) read goes to a worker.
+TEST_F(WsFeedTest, ADiskSharedGroupThatIsBehindIsFetchedOnAWorker) {
+  StopFeed();
+  std::shared_ptr<broker::ConsumerGroup> disk =
+      MakeDiskGroup("d", "ds", broker::GroupMode::kShared);
+  ASSERT_NE(disk, nullptr);
+  feed_ = MakeFeed(disk, "c");
+  PublishTo("d", "a");
+  feed_->Request(10);
+  ASSERT_TRUE(Next(seconds(10)).has_value());  // caught up now
+  PublishTo("d", "b");
+  PublishTo("d", "c");
+  PublishTo("d", "d");
+  feed_->Request(2);
   std::optional<WsFeed::Result> r = Next(seconds(10));
   ASSERT_TRUE(r.has_value() && r->ok());
+  ASSERT_EQ((*r)->size(), 2u);
   EXPECT_TRUE(last_on_strand_);
-  // The lease just taken expires in ack_timeout_ms: get within the margin.
-  clock_.Advance(disk->config().ack_timeout_ms - kQuietFetchMarginMs / 2);
-  PublishTo("d", "second");
-  feed_->Request(1);
+  feed_->Request(2);  // the last came back full: behind
   r = Next(seconds(10));
   ASSERT_TRUE(r.has_value() && r->ok());
   ASSERT_EQ((*r)->size(), 1u);
-  EXPECT_EQ((**r)[0].record.value, "second");
+  EXPECT_EQ((**r)[0].record.value, "d");
   EXPECT_FALSE(last_on_strand_);
 }
 
