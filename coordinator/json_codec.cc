@@ -14,6 +14,7 @@
 #include "boost/json/parser.hpp"
 #include "boost/json/string.hpp"
 #include "coordinator/api_error.h"
+#include "coordinator/json_escape.h"
 #include "schema/status_macros.h"
 
 namespace once::coordinator {
@@ -99,35 +100,9 @@ bool IsValidUtf8(absl::string_view bytes) {
       p += 8;
     }
     if (p >= end) break;
-    const unsigned char c = *p;
-    if (c < 0x80) {
-      ++p;
-      continue;
-    }
-    int n;
-    uint32_t cp;
-    if ((c & 0xE0) == 0xC0) {
-      n = 1;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      n = 2;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      n = 3;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (end - p <= n) return false;
-    for (int i = 1; i <= n; ++i) {
-      if ((p[i] & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (p[i] & 0x3F);
-    }
-    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-      return false;
-    }
-    p += n + 1;
+    const size_t n = Utf8SequenceLength(p, static_cast<size_t>(end - p));
+    if (n == 0) return false;
+    p += n;
   }
   return true;
 }

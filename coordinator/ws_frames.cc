@@ -1,5 +1,7 @@
 #include "coordinator/ws_frames.h"
 
+#include <algorithm>
+#include <charconv>
 #include <cstdint>
 #include <cstring>
 
@@ -9,90 +11,43 @@
 #include "boost/json/serialize.hpp"
 #include "coordinator/api_error.h"
 #include "coordinator/json_codec.h"
+#include "coordinator/json_escape.h"
 
 namespace once::coordinator {
 namespace {
 
-constexpr char kHex[] = "0123456789abcdef";
-
-// Bytes JSON needs escaped: control characters, '"' and '\\'.
-constexpr bool NeedsEscape(unsigned char c) { return c < 0x20 || c == '"' || c == '\\'; }
-
-// Escapes valid UTF-8 `s` (no quotes around it). Runs of plain bytes
-// (nearly everything) are copied whole.
-// True when some byte of the 8 in `w` needs escaping (SWAR, "Bit
-// Twiddling Hacks": a byte below 0x20, or equal to '"' or '\\').
-bool WordNeedsEscape(uint64_t w) {
-  constexpr uint64_t kOnes = ~uint64_t{0} / 255;
-  constexpr uint64_t kHigh = kOnes * 0x80;
-  auto has_zero = [](uint64_t v) { return ((v - kOnes) & ~v & kHigh) != 0; };
-  const bool below_space = ((w - kOnes * 0x20) & ~w & kHigh) != 0;
-  return below_space || has_zero(w ^ (kOnes * '"')) || has_zero(w ^ (kOnes * '\\'));
-}
-
-void AppendEscaped(std::string* out, absl::string_view s) {
-  size_t run = 0;  // start of the bytes not yet copied
-  for (size_t i = 0; i < s.size(); ++i) {
-    // Eight plain bytes at a time: values are mostly text without escapes.
-    while (s.size() - i >= 8) {
-      uint64_t w;
-      std::memcpy(&w, s.data() + i, sizeof(w));
-      if (WordNeedsEscape(w)) break;
-      i += 8;
-    }
-    if (i >= s.size()) break;
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (!NeedsEscape(c)) continue;
-    out->append(s.data() + run, i - run);
-    run = i + 1;
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\b':
-        out->append("\\b");
-        break;
-      case '\f':
-        out->append("\\f");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      default: {
-        const char u[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xf]};
-        out->append(u, sizeof(u));
-      }
-    }
+// Writes a delivery's numeric fields into a stack buffer, then appends
+// them with one call: six appends of a few digits each cost more than the
+// digits themselves.
+class NumberRun {
+ public:
+  NumberRun& Text(absl::string_view text) {
+    // Never past the buffer, which is sized for the callers' use below.
+    const size_t n = std::min(text.size(), static_cast<size_t>(buffer_ + sizeof(buffer_) - end_));
+    std::memcpy(end_, text.data(), n);
+    end_ += n;
+    return *this;
   }
-  out->append(s.data() + run, s.size() - run);
-}
+  NumberRun& Int(int64_t v) {
+    end_ = std::to_chars(end_, buffer_ + sizeof(buffer_), v).ptr;
+    return *this;
+  }
+  void AppendTo(std::string* out) const {
+    out->append(buffer_, static_cast<size_t>(end_ - buffer_));
+  }
+
+ private:
+  // What AppendDeliveryJson writes through one: at most 5 numbers of at
+  // most 20 characters and 43 of text.
+  char buffer_[192];
+  char* end_ = buffer_;
+};
 
 }  // namespace
 
 void AppendJsonString(std::string* out, absl::string_view s) {
   out->push_back('"');
-  if (IsValidUtf8(s)) {
-    AppendEscaped(out, s);
-  } else {
-    // Only reachable for records not published through the API (its
-    // parser validates UTF-8).
-    for (char c : s) {
-      if (static_cast<unsigned char>(c) < 0x80) {
-        AppendEscaped(out, absl::string_view(&c, 1));
-      } else {
-        out->append("\xEF\xBF\xBD");  // U+FFFD
-      }
-    }
-  }
+  AppendJsonEscaped(out, s);
   out->push_back('"');
 }
 
@@ -101,9 +56,19 @@ void AppendDeliveryJson(std::string* out, absl::string_view topic, const broker:
   // escaping, but escape anyway so that a change of the name rules cannot
   // break JSON. Written in place: no string built for the id.
   out->append("{\"id\":\"");
-  AppendEscaped(out, topic);
-  absl::StrAppend(out, "/", d.partition, "/", d.record.offset, "\",\"partition\":", d.partition,
-                  ",\"offset\":", d.record.offset, ",\"timestamp_ms\":", d.record.timestamp_ms);
+  AppendJsonEscaped(out, topic);
+  NumberRun()
+      .Text("/")
+      .Int(d.partition)
+      .Text("/")
+      .Int(d.record.offset)
+      .Text("\",\"partition\":")
+      .Int(d.partition)
+      .Text(",\"offset\":")
+      .Int(d.record.offset)
+      .Text(",\"timestamp_ms\":")
+      .Int(d.record.timestamp_ms)
+      .AppendTo(out);
   if (d.record.has_key()) {
     out->append(",\"key\":");
     AppendJsonString(out, d.record.key);
@@ -117,20 +82,23 @@ void AppendDeliveryJson(std::string* out, absl::string_view topic, const broker:
     boost::json::object headers = DeliveryToJson(topic, d)["headers"].as_object();
     out->append(boost::json::serialize(headers));
   }
-  if ((d.record.flags & broker::kRecordValueBinary) != 0 || !IsValidUtf8(d.record.value)) {
-    out->append(",\"value_b64\":\"");
-    out->append(absl::Base64Escape(d.record.value));
+  // Text is checked for UTF-8 while it is escaped; a value that is not
+  // UTF-8 (or was published as bytes) goes out as base64 instead.
+  const size_t before_value = out->size();
+  out->append(",\"value\":\"");
+  if ((d.record.flags & broker::kRecordValueBinary) == 0 &&
+      AppendJsonEscapedIfUtf8(out, d.record.value)) {
     out->push_back('"');
   } else {
-    out->append(",\"value\":\"");
-    AppendEscaped(out, d.record.value);  // checked UTF-8 just above
+    out->resize(before_value);
+    out->append(",\"value_b64\":\"");
+    out->append(absl::Base64Escape(d.record.value));
     out->push_back('"');
   }
   // A token is base64url (broker/group_token.h): nothing to check or escape.
   out->append(",\"delivery_token\":\"");
   out->append(d.token);
-  out->push_back('"');
-  absl::StrAppend(out, ",\"delivery_count\":", d.delivery_count, "}");
+  NumberRun().Text("\",\"delivery_count\":").Int(d.delivery_count).Text("}").AppendTo(out);
 }
 
 std::string MessageFrame(int64_t subscription, absl::string_view topic,
