@@ -136,7 +136,8 @@ class WebSocketSession : public Session, public std::enable_shared_from_this<Web
   void HandlePublish(boost::json::object& frame);
   void HandleSubscribe(const boost::json::object& frame);
   void HandleCredit(const boost::json::object& frame);
-  void HandleAck(const boost::json::object& frame, bool nack);
+  // Takes the frame's tokens (moved out of `frame`).
+  void HandleAck(boost::json::object& frame, bool nack);
   // Acks or nacks `tokens` on `groups`, each tried on the next group when
   // not the previous one's.
   static Settled Settle(BrokerApi* api,

@@ -283,9 +283,10 @@ void WebSocketSession::OnDelivered(int64_t id, WsFeed::Result result) {
   if (sub.batch && !result->empty()) {
     SendText(MessagesFrame(id, sub.topic, *result));
   }
-  for (const broker::Delivery& d : *result) {
+  for (broker::Delivery& d : *result) {
     if (!sub.batch) SendText(MessageFrame(id, sub.topic, d));
-    sub.outstanding.insert(d.token);
+    // The frame is written: the token moves to the set, uncopied.
+    sub.outstanding.insert(std::move(d.token));
     --sub.credits;
     redelivered += d.delivery_count > 1 ? 1 : 0;
   }
