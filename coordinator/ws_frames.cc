@@ -37,7 +37,7 @@ class NumberRun {
   }
 
  private:
-  // What AppendDeliveryJson writes through one: at most 5 numbers of at
+  // The most written through one (AppendDeliveryJson's): 5 numbers of at
   // most 20 characters and 43 of text.
   char buffer_[192];
   char* end_ = buffer_;
@@ -137,8 +137,13 @@ void AppendResults(std::string* out, absl::Span<const broker::PublishResult> res
   out->append("\"results\":[");
   for (size_t i = 0; i < results.size(); ++i) {
     const broker::PublishResult& r = results[i];
-    absl::StrAppend(out, i > 0 ? "," : "", "{\"partition\":", r.partition, ",\"offset\":", r.offset,
-                    ",\"duplicate\":", r.duplicate ? "true" : "false", "}");
+    NumberRun()
+        .Text(i > 0 ? ",{\"partition\":" : "{\"partition\":")
+        .Int(r.partition)
+        .Text(",\"offset\":")
+        .Int(r.offset)
+        .Text(r.duplicate ? ",\"duplicate\":true}" : ",\"duplicate\":false}")
+        .AppendTo(out);
   }
   out->append("]");
 }

@@ -239,6 +239,40 @@ TEST(PublishRequestTest, RefusesMalformedMessages) {
   }
 }
 
+TEST(PublishRequestTest, MessageErrorsSayWhatIsWrongInAFixedOrder) {
+  // A field's own problem comes before an unknown field, whatever the
+  // order in the object; a null field counts as absent.
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"extra": 1, "value": 5})", "message 0: field \"value\" must be a string, got a number"},
+      {R"({"extra": 1, "value": "a"})", "message 0: unknown field \"extra\""},
+      {R"({"value": "a", "key": [], "headers": 1})",
+       "message 0: field \"key\" must be a string, got an array"},
+      {R"({"value": null})",
+       "message 0: \"value\" (UTF-8 text) or \"value_b64\" (base64 bytes) is required"},
+      {R"({"value": "a", "value_b64": "YQ=="})",
+       "message 0: give either \"value\" or \"value_b64\", not both"},
+      {R"({"value_b64": "%%%"})", "message 0: field \"value_b64\" is not valid base64"},
+      {R"({"value": "a", "idempotency_key": ""})",
+       "message 0: field \"idempotency_key\" must not be empty"},
+      {R"({"value": "a", "headers": {"h": 1}})",
+       "message 0: field \"headers\" has \"h\" which is not a string"},
+  };
+  for (const auto& [message, text] : cases) {
+    SCOPED_TRACE(message);
+    absl::StatusOr<std::vector<broker::Record>> r =
+        PublishRequestFromJson(Obj("{\"messages\": [" + message + "]}"), nullptr);
+    EXPECT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(text)));
+  }
+  // Null optional fields are absent, not errors.
+  ONCE_ASSERT_OK_AND_ASSIGN(
+      std::vector<broker::Record> records,
+      PublishRequestFromJson(
+          Obj(R"({"messages": [{"value": "v", "key": null, "headers": null, "idempotency_key": null}]})"),
+          nullptr));
+  EXPECT_EQ(records[0].value, "v");
+  EXPECT_EQ(records[0].flags & broker::kRecordHasKey, 0);
+}
+
 TEST(PublishRequestTest, NamesTheBadMessage) {
   absl::StatusOr<std::vector<broker::Record>> r = PublishRequestFromJson(
       Obj(R"({"messages": [{"value": "ok"}, {"value": "ok"}, {"value": 3}]})"), nullptr);
