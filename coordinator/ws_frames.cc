@@ -1,7 +1,6 @@
 #include "coordinator/ws_frames.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cstdint>
 #include <cstring>
 
@@ -28,10 +27,8 @@ class NumberRun {
     end_ += n;
     return *this;
   }
-  NumberRun& Int(int64_t v) {
-    end_ = std::to_chars(end_, buffer_ + sizeof(buffer_), v).ptr;
-    return *this;
-  }
+  // AlphaNum's digits: measured cheaper than std::to_chars (libstdc++ 12).
+  NumberRun& Int(int64_t v) { return Text(absl::AlphaNum(v).Piece()); }
   void AppendTo(std::string* out) const {
     out->append(buffer_, static_cast<size_t>(end_ - buffer_));
   }
@@ -57,15 +54,18 @@ void AppendDeliveryJson(std::string* out, absl::string_view topic, const broker:
   // break JSON. Written in place: no string built for the id.
   out->append("{\"id\":\"");
   AppendJsonEscaped(out, topic);
+  // The partition and offset appear twice: in the id and as fields.
+  const absl::AlphaNum partition(d.partition);
+  const absl::AlphaNum offset(d.record.offset);
   NumberRun()
       .Text("/")
-      .Int(d.partition)
+      .Text(partition.Piece())
       .Text("/")
-      .Int(d.record.offset)
+      .Text(offset.Piece())
       .Text("\",\"partition\":")
-      .Int(d.partition)
+      .Text(partition.Piece())
       .Text(",\"offset\":")
-      .Int(d.record.offset)
+      .Text(offset.Piece())
       .Text(",\"timestamp_ms\":")
       .Int(d.record.timestamp_ms)
       .AppendTo(out);
