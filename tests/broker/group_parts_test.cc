@@ -198,6 +198,71 @@ TEST(LeaseTableTest, ExpiresInDeadlineOrderAndSkipsPinnedAndSettling) {
   EXPECT_EQ(t.HeldBy(8), 1);
 }
 
+TEST(LeaseTableTest, AckedLeasesLeaveNoDeadlineBehind) {
+  // Leases acked before their deadline (the common case) are dropped from
+  // the deadline heap lazily: they never expire, NextDeadline skips them
+  // and the heap stays bounded however many come and go.
+  LeaseTable t;
+  int64_t offset = 0;
+  for (int round = 0; round < 200; ++round) {
+    for (int i = 0; i < 100; ++i, ++offset) {
+      t.Add({0, offset, 1, 1, static_cast<uint64_t>(offset), 1000 + offset});
+    }
+    for (int64_t o = offset - 100; o < offset - 1; ++o) t.Remove(0, o);  // all but the last
+    // Bounded by the leases held at the last Add (99 more than now).
+    ASSERT_LE(t.deadline_entries(), 2 * static_cast<size_t>(t.size() + 99) + 1024);
+  }
+  EXPECT_EQ(t.size(), 200);
+  EXPECT_EQ(t.NextDeadline(), 1000 + 99);
+  const std::vector<Lease> expired = t.TakeExpired(1000 + offset);
+  ASSERT_EQ(expired.size(), 200u);
+  for (size_t i = 0; i < expired.size(); ++i) EXPECT_EQ(expired[i].offset, 99 + 100 * i);
+  EXPECT_EQ(t.NextDeadline(), std::nullopt);
+  EXPECT_EQ(t.size(), 0);
+}
+
+TEST(LeaseTableTest, DeadlinesOutOfOrderExpireInOrder) {
+  LeaseTable t;
+  const std::vector<int64_t> deadlines = {100, 50, 200, 70, 70, 300, 10, 250};
+  for (size_t i = 0; i < deadlines.size(); ++i) {
+    t.Add({0, static_cast<int64_t>(i), 1, 1, i, deadlines[i]});
+  }
+  t.Remove(0, 3);  // one of the out-of-order ones, acked
+  EXPECT_EQ(t.NextDeadline(), 10);
+  std::vector<int64_t> order;
+  for (const Lease& l : t.TakeExpired(260)) order.push_back(l.deadline_ms);
+  EXPECT_EQ(order, (std::vector<int64_t>{10, 50, 70, 100, 200, 250}));
+  EXPECT_EQ(t.NextDeadline(), 300);
+}
+
+TEST(LeaseTableTest, ALeaseDeliveredAgainExpiresOnlyAtItsNewDeadline) {
+  LeaseTable t;
+  t.Add({0, 5, 1, 1, 10, 100});
+  t.Remove(0, 5);
+  t.Add({0, 5, 2, 2, 11, 300});  // the same message, delivered again
+  EXPECT_EQ(t.NextDeadline(), 300);
+  EXPECT_TRUE(t.TakeExpired(200).empty());
+  const std::vector<Lease> expired = t.TakeExpired(300);
+  ASSERT_EQ(expired.size(), 1u);
+  EXPECT_EQ(expired[0].sequence, 11u);
+  EXPECT_EQ(expired[0].consumer, 2u);
+}
+
+TEST(LeaseTableTest, ALeaseSettledAndRestoredExpiresOnce) {
+  LeaseTable t;
+  t.Add({0, 1, 1, 1, 1, 100});
+  t.SetState(0, 1, LeaseState::kSettling);
+  EXPECT_EQ(t.NextDeadline(), std::nullopt);
+  EXPECT_TRUE(t.TakeExpired(1000).empty());
+  t.Unsettle(0, 1);
+  t.SetState(0, 1, LeaseState::kSettling);
+  t.Unsettle(0, 1);  // two entries for one lease now
+  EXPECT_EQ(t.NextDeadline(), 100);
+  EXPECT_EQ(t.TakeExpired(1000).size(), 1u);
+  EXPECT_TRUE(t.TakeExpired(1000).empty());
+  EXPECT_EQ(t.NextDeadline(), std::nullopt);
+}
+
 class GroupStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
