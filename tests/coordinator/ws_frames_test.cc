@@ -3,6 +3,7 @@
 // (schema/ws_protocol.md): compared here field for field, byte for byte.
 #include "coordinator/ws_frames.h"
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -60,8 +61,19 @@ TEST(WsFramesTest, MessageFrameMatchesTheDom) {
   bad_key.record.flags |= broker::kRecordHasKey;
   bad_key.record.key = std::string("k\xff", 2);  // replaced by U+FFFD, as the DOM does
   cases.push_back(bad_key);
-  for (const broker::Delivery& d : cases) {
-    EXPECT_EQ(MessageFrame(7, "orders", d), DomMessageFrame(7, "orders", d)) << d.record.value;
+  broker::Delivery long_token = MakeDelivery("v");
+  long_token.token = std::string(300, 't');  // longer than the frame writer's buffer
+  cases.push_back(long_token);
+  broker::Delivery large = MakeDelivery(std::string(5000, 'x'));
+  large.record.timestamp_ms = -1;
+  large.record.offset = INT64_MAX;
+  cases.push_back(large);
+  // Topic names never need escaping today; a name that did would still
+  // make valid JSON.
+  for (absl::string_view topic : {"orders", "a\"b\\c", ""}) {
+    for (const broker::Delivery& d : cases) {
+      EXPECT_EQ(MessageFrame(7, topic, d), DomMessageFrame(7, topic, d)) << d.record.value;
+    }
   }
 }
 
