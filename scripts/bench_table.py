@@ -99,6 +99,16 @@ def targets(rows, fio):
     if one and sixteen and one["items_per_second"] > 0:
         check("fsync=always 16 appenders / 1 appender", sixteen["items_per_second"] /
               one["items_per_second"], 10, "x")
+        cycle = find(rows, "BM_GroupWakeCycle", "threads:16")
+        if cycle and cycle["items_per_second"] > 0 and sixteen.get("sync_us"):
+            # A group of 16 takes at least its fdatasync plus waking the 16
+            # and gathering them again; one appender, its append's time.
+            cycle_us = 16 * 1e6 / cycle["items_per_second"]
+            one_us = 1e6 / one["items_per_second"]
+            bound = 16 * one_us / (sixteen["sync_us"] + cycle_us)
+            lines.append(f"    (waking and regathering 16 threads: {cycle_us:.0f} us a group; with "
+                         f"fdatasync at {sixteen['sync_us']:.0f} us for 16 and one append at "
+                         f"{one_us:.0f} us, 16 appenders can reach at most {bound:.1f}x)")
     mem = find(rows, "BM_MemoryAppend", "batch:1")
     if mem:
         check("memory append 256 B (M msg/s)", mem["items_per_second"] / 1e6, 5)

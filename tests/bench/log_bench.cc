@@ -3,6 +3,7 @@
 // concurrent appenders (group commit), sequential reads, and the memory log.
 #include <stdlib.h>
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -16,6 +17,7 @@
 #include "broker/log.h"
 #include "broker/memory_log.h"
 #include "broker/record.h"
+#include "broker/wake_word.h"
 
 namespace once::broker {
 namespace {
@@ -133,16 +135,45 @@ void BM_DiskAppendAlways(benchmark::State& state) {
       // The mean fdatasync, to tell a slower disk from a worse grouping.
       const FsyncHistogram::Snapshot syncs_after = FsyncHistogram::Global().Read();
       const uint64_t count = syncs_after.count - syncs_before.count;
-      state.counters["sync_us"] =
-          count > 0 ? 1e6 * (syncs_after.sum_seconds - syncs_before.sum_seconds) /
-                          static_cast<double>(count)
-                    : 0;
+      state.counters["sync_us"] = count > 0
+                                      ? 1e6 * (syncs_after.sum_seconds - syncs_before.sum_seconds) /
+                                            static_cast<double>(count)
+                                      : 0;
     }
     always_log.reset();
     always_dir.reset();
   }
 }
 BENCHMARK(BM_DiskAppendAlways)->Threads(1)->Threads(4)->Threads(16)->UseRealTime();
+
+// What group commit cannot save: N threads that each wait for their own
+// append must each be woken after a group's fdatasync and run until they
+// queue again. This is that cycle alone, with no disk: one futex wake of
+// every waiter (as the combiner's), then each thread arrives and sleeps
+// until the last one to arrive wakes them all. Its time per iteration at
+// 16 threads is the floor under the 16-appender fsync=always group's
+// time beyond its fdatasync (scripts/bench prints the bound).
+std::atomic<int> cycle_arrived{0};
+WakeWord cycle_round;
+
+void BM_GroupWakeCycle(benchmark::State& state) {
+  const int threads = state.threads();
+  for (auto _ : state) {
+    const uint32_t seen = cycle_round.Load();
+    if (cycle_arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == threads) {
+      cycle_arrived.store(0, std::memory_order_relaxed);
+      cycle_round.Bump();
+    } else {
+      while (cycle_round.Load() == seen) cycle_round.Wait(seen);
+    }
+  }
+  // items_per_second: thread wake-ups a second; a cycle takes
+  // threads / items_per_second (scripts/bench_table.py prints it).
+  state.SetItemsProcessed(state.iterations());
+}
+// Every thread runs the same number of iterations, so no one is left
+// waiting at the end.
+BENCHMARK(BM_GroupWakeCycle)->Threads(4)->Threads(16)->UseRealTime();
 
 // Reads 1000 records (256 B) per call from a log written beforehand,
 // wrapping around at the end.
