@@ -12,6 +12,7 @@
 #include "boost/beast/websocket/rfc6455.hpp"
 #include "boost/json/parse.hpp"
 #include "boost/json/value.hpp"
+#include "tests/bench/load_messages_frame.h"
 
 namespace once::load {
 namespace beast = boost::beast;
@@ -142,6 +143,22 @@ void WsConnection::DoWrite() {
 
 void WsConnection::HandleFrame(const char* data, size_t size) {
   const json::string_view text(data, size);
+  if (LooksLikeMessagesFrame(absl::string_view(data, size))) {
+    const int64_t now = NowNanos();
+    absl::Status read =
+        ForEachDelivery(absl::string_view(data, size),
+                        [&](bool ok, absl::string_view value, absl::string_view token) {
+                          if (!ok) {
+                            counters_->Error("delivery without value or delivery_token");
+                            return;
+                          }
+                          HandleDelivery(value, token, now);
+                        });
+    if (!read.ok()) {
+      counters_->Error(absl::StrCat(read.message(), ": ", std::string(text.substr(0, 200))));
+    }
+    return;
+  }
   json::monotonic_resource mr(parse_buffer_, sizeof(parse_buffer_));
   boost::system::error_code ec;
   json::value v = json::parse(text, ec, &mr);
@@ -213,15 +230,20 @@ void WsConnection::HandleDelivery(const json::object& m, int64_t now) {
     counters_->Error("delivery without value or delivery_token");
     return;
   }
-  const json::string_view sv = value->get_string();
-  absl::StatusOr<int64_t> sent = PayloadTime(absl::string_view(sv.data(), sv.size()));
+  const json::string_view v = value->get_string();
+  const json::string_view t = token->get_string();
+  HandleDelivery(absl::string_view(v.data(), v.size()), absl::string_view(t.data(), t.size()), now);
+}
+
+void WsConnection::HandleDelivery(absl::string_view value, absl::string_view token, int64_t now) {
+  absl::StatusOr<int64_t> sent = PayloadTime(value);
   if (!sent.ok()) {
     counters_->Error(sent.status().ToString());
   } else {
     latencies_.push_back(now - *sent);
   }
   counters_->consumed.fetch_add(1, std::memory_order_relaxed);
-  pending_tokens_.emplace_back(token->get_string());
+  pending_tokens_.emplace_back(token);
   if (static_cast<int>(pending_tokens_.size()) >= options_.ack_batch) {
     FlushAcks();
   } else if (!flush_armed_) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "boost/beast/core/flat_buffer.hpp"
@@ -54,6 +55,7 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   void HandleFrame(const char* data, size_t size);
   // One delivery (a "message" frame, or an element of a "messages" one).
   void HandleDelivery(const boost::json::object& m, int64_t now);
+  void HandleDelivery(absl::string_view value, absl::string_view token, int64_t now);
   void Send(std::string frame);
   void DoWrite();
 
