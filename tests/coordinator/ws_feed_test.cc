@@ -87,6 +87,29 @@ class WsFeedTest : public MemoryGroupFixture {
     return r;
   }
 
+  // Asks for `credits` and expects the next delivery to hold exactly
+  // `values`, delivered on the feed's strand or not (`on_strand`).
+  void RequestAndExpect(int credits, const std::vector<std::string>& values, bool on_strand) {
+    feed_->Request(credits);
+    std::optional<WsFeed::Result> r = Next(seconds(10));
+    ASSERT_TRUE(r.has_value() && r->ok());
+    ASSERT_EQ((*r)->size(), values.size());
+    for (size_t i = 0; i < values.size(); ++i) EXPECT_EQ((**r)[i].record.value, values[i]);
+    EXPECT_EQ(last_on_strand_, on_strand);
+  }
+
+  // Replaces the feed by one of consumer "c" (joined, for an ordered
+  // group) on a new group of `mode` on the disk topic "d"; nullptr if the
+  // group could not be made.
+  std::shared_ptr<broker::ConsumerGroup> FeedOnDiskGroup(broker::GroupMode mode) {
+    StopFeed();
+    const bool ordered = mode == broker::GroupMode::kOrdered;
+    std::shared_ptr<broker::ConsumerGroup> disk = MakeDiskGroup("d", ordered ? "do" : "ds", mode);
+    if (disk == nullptr || (ordered && !disk->Join("c").ok())) return nullptr;
+    feed_ = MakeFeed(disk, "c");
+    return disk;
+  }
+
   std::shared_ptr<WsFeed> feed_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -123,15 +146,12 @@ TEST_F(WsFeedTest, WaitsForAPublishThenDeliversIt) {
 // does.
 TEST_F(WsFeedTest, AMemoryGroupIsFetchedAndDeliveredOnTheStrand) {
   Publish("a");
-  feed_->Request(10);
-  std::optional<WsFeed::Result> r = Next(seconds(10));
-  ASSERT_TRUE(r.has_value() && r->ok());
-  ASSERT_EQ((*r)->size(), 1u);
-  EXPECT_TRUE(last_on_strand_);
+  ASSERT_NO_FATAL_FAILURE(RequestAndExpect(10, {"a"}, /*on_strand=*/true));
   feed_->Request(10);
   EXPECT_FALSE(Next(milliseconds(100)).has_value());
   Publish("b");
-  r = Next(seconds(10));
+  // Credit is still out: the publish wakes the feed.
+  std::optional<WsFeed::Result> r = Next(seconds(10));
   ASSERT_TRUE(r.has_value() && r->ok());
   ASSERT_EQ((*r)->size(), 1u);
   EXPECT_EQ((**r)[0].record.value, "b");
@@ -143,11 +163,8 @@ TEST_F(WsFeedTest, AMemoryGroupIsFetchedAndDeliveredOnTheStrand) {
 // no lease is about to expire; with one within the margin (a fetch could
 // then commit a redelivery count), on a worker.
 TEST_F(WsFeedTest, ADiskSharedGroupIsFetchedOnTheStrandWhenCaughtUpAndNoDeadlineIsNear) {
-  StopFeed();
-  std::shared_ptr<broker::ConsumerGroup> disk =
-      MakeDiskGroup("d", "ds", broker::GroupMode::kShared);
+  std::shared_ptr<broker::ConsumerGroup> disk = FeedOnDiskGroup(broker::GroupMode::kShared);
   ASSERT_NE(disk, nullptr);
-  feed_ = MakeFeed(disk, "c");
   // Each Request asks for more than there is: afterwards, caught up.
   const std::vector<std::pair<std::string, bool>> steps = {
       {"first", false}, {"second", true}, {"third", false}};
@@ -158,56 +175,31 @@ TEST_F(WsFeedTest, ADiskSharedGroupIsFetchedOnTheStrandWhenCaughtUpAndNoDeadline
       clock_.Advance(disk->config().ack_timeout_ms - kQuietFetchMarginMs / 2);
     }
     PublishTo("d", value);
-    feed_->Request(10);
-    std::optional<WsFeed::Result> r = Next(seconds(10));
-    ASSERT_TRUE(r.has_value() && r->ok());
-    ASSERT_EQ((*r)->size(), 1u);
-    EXPECT_EQ((**r)[0].record.value, value);
-    EXPECT_EQ(last_on_strand_, on_strand);
+    ASSERT_NO_FATAL_FAILURE(RequestAndExpect(10, {value}, on_strand));
   }
 }
 
 // A subscription whose last fetch came back full is behind: its next
 // (large) read goes to a worker.
 TEST_F(WsFeedTest, ADiskSharedGroupThatIsBehindIsFetchedOnAWorker) {
-  StopFeed();
-  std::shared_ptr<broker::ConsumerGroup> disk =
-      MakeDiskGroup("d", "ds", broker::GroupMode::kShared);
-  ASSERT_NE(disk, nullptr);
-  feed_ = MakeFeed(disk, "c");
+  ASSERT_NE(FeedOnDiskGroup(broker::GroupMode::kShared), nullptr);
   PublishTo("d", "a");
   feed_->Request(10);
   ASSERT_TRUE(Next(seconds(10)).has_value());  // caught up now
   PublishTo("d", "b");
   PublishTo("d", "c");
   PublishTo("d", "d");
-  feed_->Request(2);
-  std::optional<WsFeed::Result> r = Next(seconds(10));
-  ASSERT_TRUE(r.has_value() && r->ok());
-  ASSERT_EQ((*r)->size(), 2u);
-  EXPECT_TRUE(last_on_strand_);
-  feed_->Request(2);  // the last came back full: behind
-  r = Next(seconds(10));
-  ASSERT_TRUE(r.has_value() && r->ok());
-  ASSERT_EQ((*r)->size(), 1u);
-  EXPECT_EQ((**r)[0].record.value, "d");
-  EXPECT_FALSE(last_on_strand_);
+  ASSERT_NO_FATAL_FAILURE(RequestAndExpect(2, {"b", "c"}, /*on_strand=*/true));
+  // The last came back full: behind.
+  ASSERT_NO_FATAL_FAILURE(RequestAndExpect(2, {"d"}, /*on_strand=*/false));
 }
 
 // An ordered group's redeliveries have no deadline to tell them by: its
 // disk fetches always go to a worker.
 TEST_F(WsFeedTest, ADiskOrderedGroupIsFetchedOnAWorker) {
-  StopFeed();
-  std::shared_ptr<broker::ConsumerGroup> disk =
-      MakeDiskGroup("d", "do", broker::GroupMode::kOrdered);
-  ASSERT_NE(disk, nullptr);
-  ONCE_ASSERT_OK(disk->Join("c"));
-  feed_ = MakeFeed(disk, "c");
+  ASSERT_NE(FeedOnDiskGroup(broker::GroupMode::kOrdered), nullptr);
   PublishTo("d", "first");
-  feed_->Request(1);
-  std::optional<WsFeed::Result> r = Next(seconds(10));
-  ASSERT_TRUE(r.has_value() && r->ok());
-  EXPECT_FALSE(last_on_strand_);
+  ASSERT_NO_FATAL_FAILURE(RequestAndExpect(1, {"first"}, /*on_strand=*/false));
 }
 
 TEST_F(WsFeedTest, TakesAtMostMaxPerRequest) {
