@@ -62,11 +62,7 @@ class Handler {
     return true;
   }
   bool on_key(json::string_view s, size_t, ec_t&) {
-    absl::string_view key(s.data(), s.size());
-    if (!key_.empty()) {
-      key_.append(s.data(), s.size());
-      key = key_;
-    }
+    const absl::string_view key = Whole(&key_, s);
     field_ = Field::kOther;
     if (depth_ == 1) {
       if (key == "type") field_ = Field::kType;
@@ -83,11 +79,7 @@ class Handler {
     return true;
   }
   bool on_string(json::string_view s, size_t, ec_t&) {
-    absl::string_view text(s.data(), s.size());
-    if (!part_.empty()) {
-      part_.append(s.data(), s.size());
-      text = part_;
-    }
+    const absl::string_view text = Whole(&part_, s);
     // Strings at depth 1 and 3 are field values; deeper ones (headers)
     // and array elements are not ours.
     if (depth_ == 2 && in_messages_) {
@@ -115,6 +107,14 @@ class Handler {
 
  private:
   enum class Field { kOther, kType, kMessages, kValue, kToken };
+
+  // A key or string that may have come in parts (on_*_part gathered
+  // them in `*parts`): `last` alone, or the parts with `last` appended.
+  static absl::string_view Whole(std::string* parts, json::string_view last) {
+    if (parts->empty()) return absl::string_view(last.data(), last.size());
+    parts->append(last.data(), last.size());
+    return *parts;
+  }
 
   // An element of "messages" that is not an object.
   void NotADelivery() { delivery_(false, {}, {}); }
