@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <optional>
 #include <utility>
@@ -87,25 +86,6 @@ std::string Utf8OrReplacement(absl::string_view bytes) {
 }
 
 }  // namespace
-
-bool IsValidUtf8(absl::string_view bytes) {
-  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
-  const auto* end = p + bytes.size();
-  while (p < end) {
-    // Eight ASCII bytes at a time: most payloads are ASCII text.
-    while (end - p >= 8) {
-      uint64_t w;
-      std::memcpy(&w, p, sizeof(w));
-      if ((w & 0x8080808080808080ULL) != 0) break;
-      p += 8;
-    }
-    if (p >= end) break;
-    const size_t n = Utf8SequenceLength(p, static_cast<size_t>(end - p));
-    if (n == 0) return false;
-    p += n;
-  }
-  return true;
-}
 
 absl::StatusOr<json::object> ParseJsonObject(absl::string_view body, absl::string_view what,
                                              bool empty_is_object, json::storage_ptr storage) {

@@ -152,9 +152,6 @@ struct ResetRequest {
 // {"to": position (required), "partition": N (optional)}.
 absl::StatusOr<ResetRequest> ResetRequestFromJson(const boost::json::object& body);
 
-// True when `bytes` is well-formed UTF-8 (no overlongs, no surrogates).
-bool IsValidUtf8(absl::string_view bytes);
-
 }  // namespace once::coordinator
 
 #endif  // ONCE_COORDINATOR_JSON_CODEC_H_

@@ -117,6 +117,25 @@ size_t Utf8SequenceLength(const unsigned char* p, size_t available) {
   return n + 1;
 }
 
+bool IsValidUtf8(absl::string_view bytes) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  const auto* end = p + bytes.size();
+  while (p < end) {
+    // Eight ASCII bytes at a time: most payloads are ASCII text.
+    while (end - p >= 8) {
+      uint64_t w;
+      std::memcpy(&w, p, sizeof(w));
+      if ((w & 0x8080808080808080ULL) != 0) break;
+      p += 8;
+    }
+    if (p >= end) break;
+    const size_t n = Utf8SequenceLength(p, static_cast<size_t>(end - p));
+    if (n == 0) return false;
+    p += n;
+  }
+  return true;
+}
+
 bool AppendJsonEscapedIfUtf8(std::string* out, absl::string_view s) {
   const size_t mark = out->size();
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());

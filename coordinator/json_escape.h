@@ -24,6 +24,9 @@ bool AppendJsonEscapedIfUtf8(std::string* out, absl::string_view s);
 // output stays valid JSON.
 void AppendJsonEscaped(std::string* out, absl::string_view s);
 
+// True when `bytes` is well-formed UTF-8 (no overlongs, no surrogates).
+bool IsValidUtf8(absl::string_view bytes);
+
 // The length of the well-formed UTF-8 sequence that starts at `p`, which
 // has `available` bytes (at least 1): 1 to 4, or 0 when the bytes there
 // are not one (a stray continuation byte, a truncated sequence, an

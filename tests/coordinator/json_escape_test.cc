@@ -212,6 +212,17 @@ TEST(JsonEscapeTest, AnyBytesBecomeValidJsonWithReplacementCharacters) {
   EXPECT_EQ(out, "caf\xC3\xA9");
 }
 
+TEST(JsonEscapeTest, IsValidUtf8Validates) {
+  EXPECT_TRUE(IsValidUtf8(""));
+  EXPECT_TRUE(IsValidUtf8("plain"));
+  EXPECT_TRUE(IsValidUtf8("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80"));
+  EXPECT_FALSE(IsValidUtf8("\xc3"));              // truncated
+  EXPECT_FALSE(IsValidUtf8("\xc0\xaf"));          // overlong
+  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));      // surrogate
+  EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));  // beyond U+10FFFF
+  EXPECT_FALSE(IsValidUtf8("\x80"));
+}
+
 TEST(JsonEscapeTest, Utf8SequenceLengthNamesEachForm) {
   auto length = [](const std::string& s) {
     return Utf8SequenceLength(reinterpret_cast<const unsigned char*>(s.data()), s.size());

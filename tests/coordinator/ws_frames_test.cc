@@ -12,6 +12,7 @@
 #include "boost/json/serialize.hpp"
 #include "coordinator/api_error.h"
 #include "coordinator/json_codec.h"
+#include "coordinator/json_escape.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
