@@ -80,6 +80,11 @@ void WsClient::OnConnect(beast::error_code ec) {
     return Finish(absl::UnavailableError(
         absl::StrCat("connect ", url_.host, ":", url_.port, ": ", ec.message())));
   }
+  // Votes and DONEs are small frames that often go out back to back: with
+  // Nagle's algorithm the second waits for the ACK of the first, which the
+  // service may delay by up to 40 ms.
+  beast::error_code ignored;
+  beast::get_lowest_layer(ws_).socket().set_option(tcp::no_delay(true), ignored);
   ws_.read_message_max(max_frame_bytes_);
   ws_.async_handshake(absl::StrCat(url_.host, ":", url_.port), url_.target,
                       [self = shared_from_this()](beast::error_code ec) { self->OnHandshake(ec); });

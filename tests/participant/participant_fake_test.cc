@@ -2,6 +2,10 @@
 // connections on 127.0.0.1: the commit and abort paths, in-doubt
 // resolution after a restart, duplicate commits, the committed-id guard,
 // and the session's refusal of protocol-violating frames.
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <chrono>
 #include <filesystem>
 #include <string>
@@ -29,6 +33,23 @@ using ::testing::IsEmpty;
 using ::testing::Pair;
 
 constexpr uint64_t kEpoch = 7;
+
+// TCP_NODELAY of every socket of this process connected to 127.0.0.1:port
+// (the participant's side of its connections to the fake coordinator).
+std::vector<int> NoDelayOfSocketsConnectedTo(uint16_t port) {
+  std::vector<int> found;
+  for (int fd = 0; fd < 1024; ++fd) {
+    sockaddr_in peer{};
+    socklen_t len = sizeof(peer);
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) continue;
+    if (peer.sin_family != AF_INET || ntohs(peer.sin_port) != port) continue;
+    int on = 0;
+    socklen_t on_len = sizeof(on);
+    if (::getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &on_len) != 0) continue;
+    found.push_back(on);
+  }
+  return found;
+}
 
 using participant::frames::Payment;
 using participant::frames::Str;
@@ -134,6 +155,15 @@ TEST_F(ParticipantFakeTest, CommitPathAppliesOnceAndSendsDone) {
   EXPECT_EQ(s.commits, 1u);
   EXPECT_EQ(s.messages_applied, 2u);
   EXPECT_EQ(s.session_failures, 0u);
+}
+
+TEST_F(ParticipantFakeTest, FramesGoOutWithoutWaitingForTheServersAck) {
+  // A vote and a DONE often leave back to back; with Nagle's algorithm the
+  // second would wait for the ACK of the first, which a server may delay
+  // by up to 40 ms.
+  StartParticipant(Options());
+  ExpectHello(1);
+  EXPECT_THAT(NoDelayOfSocketsConnectedTo(fake_.port()), ElementsAre(1));
 }
 
 TEST_F(ParticipantFakeTest, AbortPathDiscardsTheStagedEffects) {
