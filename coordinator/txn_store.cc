@@ -212,8 +212,9 @@ absl::Status TxnStore::MarkBrokerDeletedBatch(const std::vector<std::string>& tx
   absl::MutexLock lock(&write_mu_);
   auto mark = [&]() -> absl::Status {
     ONCE_ASSIGN_OR_RETURN(sqlite::Transaction txn, sqlite::Transaction::Begin(write_db_.get()));
-    ONCE_ASSIGN_OR_RETURN(sqlite::Statement update,
-                          write_db_->Prepare("UPDATE txns SET broker_deleted = 1 WHERE txn = ?"));
+    ONCE_ASSIGN_OR_RETURN(
+        sqlite::Statement update,
+        write_db_->PrepareCached("UPDATE txns SET broker_deleted = 1 WHERE txn = ?"));
     for (const std::string& id : txns) {
       ONCE_RETURN_IF_ERROR(update.Reset());
       ONCE_RETURN_IF_ERROR(update.BindText(1, id));
@@ -344,7 +345,7 @@ absl::StatusOr<size_t> TxnStore::RemoveDoneLocked() {
   auto remove = [&]() -> absl::StatusOr<size_t> {
     ONCE_ASSIGN_OR_RETURN(sqlite::Transaction txn, sqlite::Transaction::Begin(write_db_.get()));
     // txn_runs and txn_messages rows go with them (ON DELETE CASCADE).
-    ONCE_RETURN_IF_ERROR(write_db_->Exec("DELETE FROM txns WHERE state = 4"));
+    ONCE_RETURN_IF_ERROR(write_db_->ExecCached("DELETE FROM txns WHERE state = 4"));
     const size_t removed = static_cast<size_t>(write_db_->Changes());
     ONCE_RETURN_IF_ERROR(txn.Commit());
     return removed;

@@ -169,13 +169,14 @@ absl::Status TxnStore::WriteBatch(Batch& batch, std::vector<absl::Status>& resul
     ONCE_ASSIGN_OR_RETURN(sqlite::Transaction txn, sqlite::Transaction::Begin(db));
     ONCE_ASSIGN_OR_RETURN(
         sqlite::Statement insert_txn,
-        db->Prepare("INSERT INTO txns (txn, topic, grp, participant, epoch, generation, state, "
-                    "message_count, created_ms, decided_ms, done_ms, attempts, reason, "
-                    "broker_deleted) VALUES (?, ?, ?, ?, ?, ?, 3, ?, ?, ?, 0, ?, ?, ?)"));
+        db->PrepareCached(
+            "INSERT INTO txns (txn, topic, grp, participant, epoch, generation, state, "
+            "message_count, created_ms, decided_ms, done_ms, attempts, reason, "
+            "broker_deleted) VALUES (?, ?, ?, ?, ?, ?, 3, ?, ?, ?, 0, ?, ?, ?)"));
     ONCE_ASSIGN_OR_RETURN(
         sqlite::Statement insert_run,
-        db->Prepare("INSERT INTO txn_runs (txn, seq, partition_id, first_offset, count) "
-                    "VALUES (?, ?, ?, ?, ?)"));
+        db->PrepareCached("INSERT INTO txn_runs (txn, seq, partition_id, first_offset, count) "
+                          "VALUES (?, ?, ?, ?, ?)"));
     const int64_t now = options_.clock->NowMs();
     absl::flat_hash_set<std::string> seen;
     for (size_t i = 0; i < batch.commits.size(); ++i) {
@@ -193,7 +194,7 @@ absl::Status TxnStore::WriteBatch(Batch& batch, std::vector<absl::Status>& resul
       if (r.decided_ms == 0) r.decided_ms = now;
       // A savepoint per record: one bad record (a duplicate id) is undone
       // alone and fails alone; the others of the batch still commit.
-      ONCE_RETURN_IF_ERROR(db->Exec("SAVEPOINT one_commit"));
+      ONCE_RETURN_IF_ERROR(db->ExecCached("SAVEPOINT one_commit"));
       auto insert = [&]() -> absl::Status {
         ONCE_RETURN_IF_ERROR(insert_txn.Reset());
         ONCE_RETURN_IF_ERROR(insert_txn.BindText(1, r.txn));
@@ -223,7 +224,7 @@ absl::Status TxnStore::WriteBatch(Batch& batch, std::vector<absl::Status>& resul
       };
       absl::Status inserted = insert();
       if (!inserted.ok()) {
-        ONCE_RETURN_IF_ERROR(db->Exec("ROLLBACK TO one_commit"));
+        ONCE_RETURN_IF_ERROR(db->ExecCached("ROLLBACK TO one_commit"));
         if (inserted.code() == absl::StatusCode::kAlreadyExists) {
           inserted = absl::AlreadyExistsError(
               absl::StrCat("txn store ", path_, ": txn ", r.txn, " already has a record"));
@@ -234,14 +235,14 @@ absl::Status TxnStore::WriteBatch(Batch& batch, std::vector<absl::Status>& resul
         }
         results[i] = inserted;
       }
-      ONCE_RETURN_IF_ERROR(db->Exec("RELEASE one_commit"));
+      ONCE_RETURN_IF_ERROR(db->ExecCached("RELEASE one_commit"));
     }
 
     ONCE_ASSIGN_OR_RETURN(
         sqlite::Statement mark_done,
-        db->Prepare("UPDATE txns SET state = 4, done_ms = ? WHERE txn = ? AND state = 3"));
+        db->PrepareCached("UPDATE txns SET state = 4, done_ms = ? WHERE txn = ? AND state = 3"));
     ONCE_ASSIGN_OR_RETURN(sqlite::Statement exists,
-                          db->Prepare("SELECT state FROM txns WHERE txn = ?"));
+                          db->PrepareCached("SELECT state FROM txns WHERE txn = ?"));
     for (size_t i = 0; i < batch.dones.size(); ++i) {
       const std::string& id = batch.dones[i].txn;
       ONCE_RETURN_IF_ERROR(mark_done.Reset());
@@ -264,8 +265,9 @@ absl::Status TxnStore::WriteBatch(Batch& batch, std::vector<absl::Status>& resul
     }
 
     if (!batch.attempts.empty()) {
-      ONCE_ASSIGN_OR_RETURN(sqlite::Statement add_attempts,
-                            db->Prepare("UPDATE txns SET attempts = attempts + ? WHERE txn = ?"));
+      ONCE_ASSIGN_OR_RETURN(
+          sqlite::Statement add_attempts,
+          db->PrepareCached("UPDATE txns SET attempts = attempts + ? WHERE txn = ?"));
       for (const auto& [id, count] : batch.attempts) {
         ONCE_RETURN_IF_ERROR(add_attempts.Reset());
         ONCE_RETURN_IF_ERROR(add_attempts.BindInt64(1, count));

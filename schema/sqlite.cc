@@ -269,6 +269,11 @@ absl::StatusOr<Statement> Database::PrepareCached(absl::string_view sql) {
   return statement;
 }
 
+absl::Status Database::ExecCached(absl::string_view sql) {
+  ONCE_ASSIGN_OR_RETURN(Statement statement, PrepareCached(sql));
+  return statement.Run();
+}
+
 void Database::Recycle(sqlite3_stmt* stmt, std::string sql) {
   // A statement whose last step failed is still reusable: SQLite reports
   // that error once more, here at the reset, and it was already reported.
@@ -342,7 +347,7 @@ absl::StatusOr<Transaction> Transaction::Begin(Database* db, TransactionMode mod
   const char* sql = "BEGIN IMMEDIATE";
   if (mode == TransactionMode::kDeferred) sql = "BEGIN DEFERRED";
   if (mode == TransactionMode::kExclusive) sql = "BEGIN EXCLUSIVE";
-  ONCE_RETURN_IF_ERROR(db->Exec(sql));
+  ONCE_RETURN_IF_ERROR(db->ExecCached(sql));
   return Transaction(db);
 }
 
@@ -362,7 +367,7 @@ Transaction::~Transaction() {
 
 absl::Status Transaction::Commit() {
   if (db_ == nullptr) return absl::FailedPreconditionError("sqlite: transaction already finished");
-  ONCE_RETURN_IF_ERROR(db_->Exec("COMMIT"));
+  ONCE_RETURN_IF_ERROR(db_->ExecCached("COMMIT"));
   db_ = nullptr;
   return absl::OkStatus();
 }

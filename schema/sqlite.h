@@ -140,6 +140,12 @@ class Database {
   // more than running a small one. At most kMaxIdleStatements are kept.
   absl::StatusOr<Statement> PrepareCached(absl::string_view sql);
   static constexpr size_t kMaxIdleStatements = 64;
+
+  // Runs one statement that takes no parameters and returns no rows (BEGIN,
+  // COMMIT, SAVEPOINT, RELEASE, ...) through the statement cache: a group
+  // commit runs several of these, and compiling one costs tens of
+  // thousands of instructions, more than running it.
+  absl::Status ExecCached(absl::string_view sql);
   size_t idle_statements() const { return idle_count_; }
 
   // Runs a one-row, one-column query and returns its integer: for PRAGMAs

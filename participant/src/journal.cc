@@ -20,11 +20,6 @@ absl::Status MigrateJournal(sqlite::Database* db) {
   return sqlite::Migrate(db, migrations).status();
 }
 
-absl::Status ExecCached(sqlite::Database* db, absl::string_view sql) {
-  ONCE_ASSIGN_OR_RETURN(sqlite::Statement s, db->PrepareCached(sql));
-  return s.Run();
-}
-
 absl::StatusOr<TxnStatus> ReadTxnStatus(sqlite::Database* db, absl::string_view txn) {
   ONCE_ASSIGN_OR_RETURN(sqlite::Statement s,
                         db->PrepareCached("SELECT state FROM once_txns WHERE txn = ?1"));

@@ -50,10 +50,6 @@ absl::Status InsertPrepared(sqlite::Database* db, const PreparedTxn& txn, int64_
 // journal prepared.
 absl::StatusOr<std::vector<StagedMessage>> LoadStaged(sqlite::Database* db, absl::string_view txn);
 
-// Runs a statement that takes no parameters and returns no rows (SAVEPOINT,
-// RELEASE, ...) through the statement cache.
-absl::Status ExecCached(sqlite::Database* db, absl::string_view sql);
-
 // Runs each effect: takes its compiled command from the cache (compiling
 // it on first use), binds its parameters in order
 // as ?1, ?2, ..., and steps it to completion. kInvalidArgument naming the

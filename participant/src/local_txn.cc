@@ -33,7 +33,7 @@ absl::StatusOr<LocalTxn> LocalTxn::Begin(sqlite::Database* db, bool in_group) {
                                            ": the group's transaction was rolled back by SQLite "
                                            "after an earlier error; nothing more runs in it"));
   }
-  ONCE_RETURN_IF_ERROR(ExecCached(db, kSavepoint));
+  ONCE_RETURN_IF_ERROR(db->ExecCached(kSavepoint));
   unit.savepoint_db_ = db;
   return unit;
 }
@@ -49,14 +49,14 @@ LocalTxn::~LocalTxn() {
   // SQLite has already rolled the whole transaction back, both fail; the
   // next call (or the group's COMMIT) reports it.
   if (!InTransaction(savepoint_db_)) return;
-  (void)ExecCached(savepoint_db_, kRollbackTo);
-  (void)ExecCached(savepoint_db_, kRelease);
+  (void)savepoint_db_->ExecCached(kRollbackTo);
+  (void)savepoint_db_->ExecCached(kRelease);
 }
 
 absl::Status LocalTxn::Commit() {
   if (txn_.has_value()) return txn_->Commit();
   if (savepoint_db_ == nullptr) return absl::FailedPreconditionError("local txn already finished");
-  ONCE_RETURN_IF_ERROR(ExecCached(savepoint_db_, kRelease));
+  ONCE_RETURN_IF_ERROR(savepoint_db_->ExecCached(kRelease));
   savepoint_db_ = nullptr;
   return absl::OkStatus();
 }

@@ -134,7 +134,7 @@ absl::Status SqliteResource::Prepare(const PreparedTxn& txn) {
   // Try the effects against the current state, in order, and roll them
   // back: a statement that cannot apply must turn into a NO vote now, not
   // into a commit that fails after the decision.
-  ONCE_RETURN_IF_ERROR(participant::ExecCached(db, "SAVEPOINT once_trial"));
+  ONCE_RETURN_IF_ERROR(db->ExecCached("SAVEPOINT once_trial"));
   absl::Status trial;
   for (const StagedMessage& m : txn.messages) {
     if (m.skipped) continue;
@@ -145,8 +145,8 @@ absl::Status SqliteResource::Prepare(const PreparedTxn& txn) {
       break;
     }
   }
-  ONCE_RETURN_IF_ERROR(participant::ExecCached(db, "ROLLBACK TO once_trial"));
-  ONCE_RETURN_IF_ERROR(participant::ExecCached(db, "RELEASE once_trial"));
+  ONCE_RETURN_IF_ERROR(db->ExecCached("ROLLBACK TO once_trial"));
+  ONCE_RETURN_IF_ERROR(db->ExecCached("RELEASE once_trial"));
   ONCE_RETURN_IF_ERROR(trial);
   ONCE_RETURN_IF_ERROR(participant::InsertPrepared(db, txn, options_.clock->NowMs()));
   ONCE_RETURN_IF_ERROR(t.Commit());

@@ -148,6 +148,25 @@ TEST_F(SqliteTest, PrepareCachedReusesCompiledStatements) {
   EXPECT_EQ(db->idle_statements(), 1u);
 }
 
+TEST_F(SqliteTest, ExecCachedCompilesEachStatementOnceAndReportsErrors) {
+  auto db = OpenOrDie();
+  ONCE_ASSERT_OK(db->Exec("CREATE TABLE t (k INTEGER PRIMARY KEY)"));
+  for (int i = 0; i < 3; ++i) {
+    ONCE_ASSERT_OK(db->ExecCached("BEGIN IMMEDIATE"));
+    ONCE_ASSERT_OK(db->ExecCached("INSERT INTO t DEFAULT VALUES"));
+    ONCE_ASSERT_OK(db->ExecCached("COMMIT"));
+  }
+  EXPECT_EQ(db->idle_statements(), 3u);  // one of each, compiled once
+  EXPECT_EQ(*db->QueryInt64("SELECT COUNT(*) FROM t"), 3);
+  EXPECT_THAT(db->ExecCached("COMMIT"),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("no transaction is active")));
+  EXPECT_THAT(db->ExecCached("SELEKT 1"), StatusIs(absl::StatusCode::kInternal));
+  // The COMMIT that failed went back to the cache and works again.
+  ONCE_ASSERT_OK(db->ExecCached("BEGIN IMMEDIATE"));
+  ONCE_ASSERT_OK(db->ExecCached("COMMIT"));
+  EXPECT_EQ(db->idle_statements(), 3u);
+}
+
 TEST_F(SqliteTest, PrepareCachedSurvivesAFailedStepAndStaysBounded) {
   auto db = OpenOrDie();
   ONCE_ASSERT_OK(db->Exec("CREATE TABLE t (k TEXT PRIMARY KEY)"));
