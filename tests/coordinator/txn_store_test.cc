@@ -238,17 +238,21 @@ TEST_F(TxnStoreTest, DoneRecordsAreRemovedInBatches) {
   EXPECT_EQ(done.size(), 2u);
   EXPECT_EQ(store->stats().removed, 0u);
   ONCE_ASSERT_OK(store->RecordDone("1.2"));  // the third: the batch goes
+  // Removed after the writer answered the third, before its next batch:
+  // gone once the next write is answered.
+  ONCE_ASSERT_OK(store->RecordCommit(MakeRecord("1.4")));
   ONCE_ASSERT_OK_AND_ASSIGN(done, store->List(TxnState::kDone, 0));
   EXPECT_TRUE(done.empty());
   EXPECT_EQ(store->stats().removed, 3u);
   ONCE_ASSERT_OK_AND_ASSIGN(std::vector<TxnRecord> all, store->List(std::nullopt, 0));
-  ASSERT_EQ(all.size(), 1u);
+  ASSERT_EQ(all.size(), 2u);
   EXPECT_EQ(all[0].txn, "1.3");
+  EXPECT_EQ(all[1].txn, "1.4");
   // Removed with their messages.
   ONCE_ASSERT_OK_AND_ASSIGN(auto db, sqlite::Database::Open(path_));
   ONCE_ASSERT_OK_AND_ASSIGN(int64_t rows, db->QueryInt64("SELECT (SELECT COUNT(*) FROM txn_runs) + "
                                                          "(SELECT COUNT(*) FROM txn_messages)"));
-  EXPECT_EQ(rows, 2);  // 1.3's two runs
+  EXPECT_EQ(rows, 4);  // 1.3 and 1.4, two runs each
 }
 
 TEST_F(TxnStoreTest, DoneTwiceIsFineDoneOfUnknownIsNotFound) {
