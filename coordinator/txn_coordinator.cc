@@ -129,13 +129,13 @@ bool TxnCoordinator::OwnedByLocked(const Txn& txn, ParticipantChannel* channel) 
 }
 
 void TxnCoordinator::ReleaseInflightLocked(Txn& txn, Aftermath* after) {
-  if (txn.prepared_on == nullptr) return;
+  if (txn.prepared_generation == 0) return;
   Connection* c = CurrentLocked(txn.key);
-  if (c != nullptr && c->channel.get() == txn.prepared_on) {
+  if (c != nullptr && c->generation == txn.prepared_generation) {
     --c->inflight;
     after->wake.push_back(c->loop);
   }
-  txn.prepared_on = nullptr;
+  txn.prepared_generation = 0;
 }
 
 void TxnCoordinator::Abort(Txn& txn, TxnEvent event, absl::string_view label,
@@ -144,7 +144,7 @@ void TxnCoordinator::Abort(Txn& txn, TxnEvent event, absl::string_view label,
   if (!Apply(txn, event)) return;
   if (send_frame) {
     Connection* c = CurrentLocked(txn.key);
-    if (c != nullptr && c->channel.get() == txn.prepared_on) {
+    if (c != nullptr && c->generation == txn.prepared_generation) {
       protocol::Abort a;
       a.txn = txn.record.txn;
       a.epoch = epoch_;

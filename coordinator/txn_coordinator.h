@@ -198,7 +198,11 @@ class TxnCoordinator {
     ParticipantKey key;
     std::shared_ptr<broker::ConsumerGroup> group;  // null for a recovered txn
     std::vector<std::string> tokens;               // empty for a recovered txn
-    ParticipantChannel* prepared_on = nullptr;     // counts in its connection's inflight
+    // The generation of the connection it was prepared on, while it counts
+    // in that connection's inflight (0: in none). A generation, not the
+    // channel's address: a later session may be allocated at the address
+    // of an ended one.
+    uint64_t prepared_generation = 0;
     int64_t vote_deadline_ms = 0;
     int64_t voted_ms = 0;
     bool committing = false;         // Pin + COMMIT record in progress

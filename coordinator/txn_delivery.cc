@@ -304,7 +304,7 @@ bool TxnCoordinator::DeliverOne(const std::shared_ptr<GroupLoop>& loop, const Pa
       t.key = key;
       t.group = loop->group;
       t.tokens = std::move(tokens);
-      t.prepared_on = c->channel.get();
+      t.prepared_generation = generation;
       t.vote_deadline_ms = now + options_.vote_timeout_ms;
       protocol::Prepare p;
       p.txn = t.record.txn;

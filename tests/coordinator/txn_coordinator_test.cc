@@ -376,6 +376,37 @@ TEST_F(TxnCoordinatorTest, DisconnectAfterCommitBeforeDoneResendsCommitAfterHell
   EXPECT_EQ(ch2->Count<protocol::Commit>(), 2);
 }
 
+TEST_F(TxnCoordinatorTest, ADoneOnALaterConnectionFreesNoSlotOfThatConnection) {
+  // A transaction committed on connection 1 is done on connection 2. A
+  // session object can be allocated where an ended one was, so the same
+  // channel object stands for both here: only the generation tells them
+  // apart, and connection 2's one slot (window 1) must stay taken by its
+  // own PREPARE.
+  Publish(1);
+  auto ch = NewChannel();
+  protocol::Welcome w = Hello(ch);
+  std::optional<protocol::Prepare> first = ch->Next<protocol::Prepare>(&ch->cursor);
+  ASSERT_TRUE(first.has_value());
+  Vote(ch, w, first->txn, true);
+  ASSERT_TRUE(ch->Next<protocol::Commit>(&ch->cursor).has_value());
+  engine_->OnDisconnect(ch.get());
+  Publish(1);
+  protocol::Welcome w2 = Hello(ch);
+  EXPECT_EQ(w2.generation, 2u);
+  std::optional<protocol::Prepare> second = ch->Next<protocol::Prepare>(&ch->cursor);
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->generation, 2u);
+  Publish(1);  // ready for a third transaction, once the slot is free
+  Done(ch, w2, first->txn);
+  ASSERT_TRUE(WaitDone(first->txn));
+  EXPECT_EQ(ch->Count<protocol::Prepare>(), 2);  // the second is still in flight
+  Vote(ch, w2, second->txn, true);
+  ASSERT_TRUE(ch->Next<protocol::Commit>(&ch->cursor).has_value());
+  Done(ch, w2, second->txn);
+  ASSERT_TRUE(WaitDone(second->txn));
+  EXPECT_EQ(ch->Count<protocol::Prepare>(), 3);  // now the slot is free
+}
+
 TEST_F(TxnCoordinatorTest, TheBrokerDeleteAfterDoneDoesNotHoldUpTheNextVote) {
   Publish(20);
   auto ch = NewChannel();
