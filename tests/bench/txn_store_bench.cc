@@ -28,10 +28,7 @@ void BM_TxnStoreCommitAndDone(benchmark::State& state) {
     options.synchronous_full = false;
     absl::StatusOr<std::unique_ptr<TxnStore>> store =
         TxnStore::Open((dir / "coordinator.db").string(), options);
-    if (!store.ok()) {
-      state.SkipWithError(store.status().ToString().c_str());
-      return;
-    }
+    if (!store.ok()) state.SkipWithError(store.status().ToString().c_str());
     int64_t sequence = 0;
     for (auto _ : state) {
       TxnRecord r;
