@@ -36,6 +36,17 @@ absl::Status RunWith(sqlite::Statement& stmt, Ts... values) {
   return s;
 }
 
+// Runs a cached query with integer parameters: whether it returns a row.
+// Leaves it reset.
+template <typename... Ts>
+absl::StatusOr<bool> AnyRowWith(sqlite::Statement& stmt, Ts... values) {
+  ONCE_RETURN_IF_ERROR(stmt.Reset());
+  ONCE_RETURN_IF_ERROR(BindAll(stmt, values...));
+  absl::StatusOr<bool> row = stmt.Step();
+  (void)stmt.Reset();
+  return row;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GroupStore>> GroupStore::Open(
@@ -124,6 +135,13 @@ absl::Status GroupStore::PrepareStatements() {
   ONCE_ASSIGN_OR_RETURN(delete_counts_below_,
                         db_->Prepare("DELETE FROM delivery_counts WHERE group_id = ?1 AND "
                                      "partition_id = ?2 AND msg_offset < ?3"));
+  // The same conditions as the two deletes above.
+  ONCE_ASSIGN_OR_RETURN(any_ranges_below_,
+                        db_->Prepare("SELECT 1 FROM acked_ranges WHERE group_id = ?1 AND "
+                                     "partition_id = ?2 AND end_offset <= ?3 LIMIT 1"));
+  ONCE_ASSIGN_OR_RETURN(any_counts_below_,
+                        db_->Prepare("SELECT 1 FROM delivery_counts WHERE group_id = ?1 AND "
+                                     "partition_id = ?2 AND msg_offset < ?3 LIMIT 1"));
   ONCE_ASSIGN_OR_RETURN(
       insert_range_,
       db_->Prepare("INSERT INTO acked_ranges (group_id, partition_id, begin_offset, end_offset) "
@@ -327,8 +345,16 @@ absl::Status GroupStore::Apply(const PartitionUpdate& u) {
   ONCE_RETURN_IF_ERROR(RunWith(upsert_partition_, u.group_id, u.partition, u.done_floor,
                                u.dispatched, u.add_acked, u.add_dead_lettered));
   if (!u.reset && u.done_floor > 0) {
-    ONCE_RETURN_IF_ERROR(RunWith(delete_ranges_below_, u.group_id, u.partition, u.done_floor));
-    ONCE_RETURN_IF_ERROR(RunWith(delete_counts_below_, u.group_id, u.partition, u.done_floor));
+    ONCE_ASSIGN_OR_RETURN(const bool ranges,
+                          AnyRowWith(any_ranges_below_, u.group_id, u.partition, u.done_floor));
+    if (ranges) {
+      ONCE_RETURN_IF_ERROR(RunWith(delete_ranges_below_, u.group_id, u.partition, u.done_floor));
+    }
+    ONCE_ASSIGN_OR_RETURN(const bool counts,
+                          AnyRowWith(any_counts_below_, u.group_id, u.partition, u.done_floor));
+    if (counts) {
+      ONCE_RETURN_IF_ERROR(RunWith(delete_counts_below_, u.group_id, u.partition, u.done_floor));
+    }
   }
   for (const OffsetRange& r : u.add_ranges) {
     ONCE_RETURN_IF_ERROR(RunWith(insert_range_, u.group_id, u.partition, r.begin, r.end));

@@ -342,6 +342,47 @@ TEST_F(GroupStoreTest, WritesMergeRangesRaiseFloorsAndReset) {
   EXPECT_TRUE(no_parts.empty());
 }
 
+TEST_F(GroupStoreTest, ARisingFloorPrunesOnlyWhatIsBelowIt) {
+  ONCE_ASSERT_OK_AND_ASSIGN(auto store, GroupStore::Open(path()));
+  StoredGroup g;
+  g.topic = "t";
+  g.name = "g";
+  ONCE_ASSERT_OK_AND_ASSIGN(const int64_t id, store->CreateGroup(g, {0}));
+  auto write = [&](int64_t floor, std::vector<OffsetRange> ranges,
+                   std::vector<std::pair<int64_t, int>> counts) {
+    GroupWriteBatch b;
+    PartitionUpdate u;
+    u.group_id = id;
+    u.partition = 0;
+    u.done_floor = floor;
+    u.dispatched = 40;
+    u.add_ranges = std::move(ranges);
+    for (const auto& [offset, n] : counts) u.set_counts.emplace_back(offset, n);
+    b.updates.push_back(std::move(u));
+    return store->Write(b);
+  };
+  ONCE_ASSERT_OK(write(2, {{9, 11}, {15, 16}}, {{8, 3}, {12, 2}}));
+  // Nothing below 5: nothing goes.
+  ONCE_ASSERT_OK(write(5, {}, {}));
+  ONCE_ASSERT_OK_AND_ASSIGN(auto parts, store->LoadPartitions(id));
+  ASSERT_EQ(parts.size(), 1u);
+  EXPECT_THAT(parts[0].ranges, ElementsAre(OffsetRange{9, 11}, OffsetRange{15, 16}));
+  EXPECT_EQ(parts[0].counts.size(), 2u);
+  // Floor 12: the range ending at 11 and the count of offset 8 go; the
+  // count of offset 12 (not below the floor) and the later range stay.
+  ONCE_ASSERT_OK(write(12, {}, {}));
+  ONCE_ASSERT_OK_AND_ASSIGN(parts, store->LoadPartitions(id));
+  EXPECT_EQ(parts[0].done_floor, 12);
+  EXPECT_THAT(parts[0].ranges, ElementsAre(OffsetRange{15, 16}));
+  ASSERT_EQ(parts[0].counts.size(), 1u);
+  EXPECT_EQ(parts[0].counts[0].first, 12);
+  // Floor 16: everything below it goes.
+  ONCE_ASSERT_OK(write(16, {}, {}));
+  ONCE_ASSERT_OK_AND_ASSIGN(parts, store->LoadPartitions(id));
+  EXPECT_TRUE(parts[0].ranges.empty());
+  EXPECT_TRUE(parts[0].counts.empty());
+}
+
 TEST_F(GroupStoreTest, ConcurrentWritersShareCommits) {
   ONCE_ASSERT_OK_AND_ASSIGN(auto store, GroupStore::Open(path()));
   StoredGroup g;
