@@ -27,6 +27,11 @@ absl::Status AckResult::ToStatus() const {
 
 absl::StatusOr<DeliveryToken> ConsumerGroup::CheckToken(absl::string_view text) const {
   ONCE_ASSIGN_OR_RETURN(DeliveryToken t, ctx_.codec->Decode(text));
+  ONCE_RETURN_IF_ERROR(CheckHandle(t));
+  return t;
+}
+
+absl::Status ConsumerGroup::CheckHandle(const DeliveryToken& t) const {
   if (t.incarnation != ctx_.incarnation) {
     return absl::InvalidArgumentError(
         absl::StrCat("delivery token belongs to another group (incarnation ", t.incarnation,
@@ -43,11 +48,11 @@ absl::StatusOr<DeliveryToken> ConsumerGroup::CheckToken(absl::string_view text) 
                      ": it was issued before the broker restarted (deliveries are void after a "
                      "restart; the message is delivered again unless it was acked)"));
   }
-  return t;
+  return absl::OkStatus();
 }
 
-std::string ConsumerGroup::MakeToken(int partition, int64_t offset, uint64_t sequence,
-                                     int32_t deliveries, uint32_t generation) const {
+DeliveryToken ConsumerGroup::MakeHandle(int partition, int64_t offset, uint64_t sequence,
+                                        int32_t deliveries, uint32_t generation) const {
   DeliveryToken t;
   t.incarnation = ctx_.incarnation;
   t.boot_epoch = ctx_.boot_epoch;
@@ -56,6 +61,10 @@ std::string ConsumerGroup::MakeToken(int partition, int64_t offset, uint64_t seq
   t.offset = offset;
   t.sequence = sequence;
   t.delivery_count = deliveries;
+  return t;
+}
+
+std::string ConsumerGroup::EncodeToken(const DeliveryToken& t) const {
   return ctx_.codec->Encode(t);
 }
 

@@ -53,8 +53,9 @@ inline constexpr size_t kMaxTokensPerCall = 10'000;
 
 struct Delivery {
   int partition = 0;
-  Record record;  // record.offset is the message's offset
-  std::string token;
+  Record record;               // record.offset is the message's offset
+  std::string token;           // empty from FetchHandles
+  DeliveryToken handle;        // the token, decoded: for AckHandles/NackHandles
   int32_t delivery_count = 1;  // 1 on the first delivery
 };
 
@@ -174,6 +175,18 @@ class ConsumerGroup {
   virtual absl::StatusOr<AckResult> Nack(absl::Span<const std::string> tokens,
                                          NackAction action) = 0;
 
+  // Fetch, Ack and Nack for a client that never sees the tokens (the
+  // WebSocket's delivery tags): the service keeps each delivery's handle
+  // and settles by it. FetchHandles leaves Delivery::token empty; the
+  // handles must come from this group's fetches (they are checked to be
+  // the group's and current, not verified as a client's token text is).
+  // Refusals carry an empty token; their index says which.
+  virtual absl::StatusOr<std::vector<Delivery>> FetchHandles(absl::string_view consumer,
+                                                             int max) = 0;
+  virtual absl::StatusOr<AckResult> AckHandles(absl::Span<const DeliveryToken> handles) = 0;
+  virtual absl::StatusOr<AckResult> NackHandles(absl::Span<const DeliveryToken> handles,
+                                                NackAction action) = 0;
+
   // Ordered mode: joins or leaves the group (a rebalance with a new
   // generation when membership changes). Shared mode: only bookkeeping
   // for Describe; Leave releases the consumer's leases.
@@ -231,8 +244,11 @@ class ConsumerGroup {
   // from an earlier boot epoch is kFailedPrecondition (stale: deliveries
   // are void after a restart).
   absl::StatusOr<DeliveryToken> CheckToken(absl::string_view text) const;
-  std::string MakeToken(int partition, int64_t offset, uint64_t sequence, int32_t deliveries,
-                        uint32_t generation) const;
+  // CheckToken's checks of a token already decoded (a handle).
+  absl::Status CheckHandle(const DeliveryToken& t) const;
+  DeliveryToken MakeHandle(int partition, int64_t offset, uint64_t sequence, int32_t deliveries,
+                           uint32_t generation) const;
+  std::string EncodeToken(const DeliveryToken& t) const;
 
   // The offset that `position` names in `log` (clamped to its bounds).
   static absl::StatusOr<int64_t> ResolvePosition(const Log& log, const Position& position);

@@ -52,8 +52,20 @@ class OrderedGroup final : public ConsumerGroup {
       const std::vector<int64_t>& initial_floors);
 
   absl::StatusOr<std::vector<Delivery>> Fetch(absl::string_view consumer, int max) override;
-  absl::StatusOr<AckResult> Ack(absl::Span<const std::string> tokens) override;
-  absl::StatusOr<AckResult> Nack(absl::Span<const std::string> tokens, NackAction action) override;
+  absl::StatusOr<AckResult> Ack(absl::Span<const std::string> tokens) override {
+    return AckRefs(TokenRefs(tokens));
+  }
+  absl::StatusOr<AckResult> Nack(absl::Span<const std::string> tokens, NackAction action) override {
+    return NackRefs(TokenRefs(tokens), action);
+  }
+  absl::StatusOr<std::vector<Delivery>> FetchHandles(absl::string_view consumer, int max) override;
+  absl::StatusOr<AckResult> AckHandles(absl::Span<const DeliveryToken> handles) override {
+    return AckRefs(TokenRefs(handles));
+  }
+  absl::StatusOr<AckResult> NackHandles(absl::Span<const DeliveryToken> handles,
+                                        NackAction action) override {
+    return NackRefs(TokenRefs(handles), action);
+  }
   absl::Status Join(absl::string_view consumer) override;
   absl::Status Leave(absl::string_view consumer) override;
   absl::Status Heartbeat(absl::string_view consumer) override;
@@ -106,7 +118,11 @@ class OrderedGroup final : public ConsumerGroup {
 
   explicit OrderedGroup(GroupContext ctx) : ConsumerGroup(std::move(ctx)) {}
 
-  absl::StatusOr<std::vector<Delivery>> FetchImpl(absl::string_view consumer, int max);
+  // Fetch and Lease; `token_text` false leaves Delivery::token empty.
+  absl::StatusOr<std::vector<Delivery>> FetchImpl(absl::string_view consumer, int max,
+                                                  bool token_text = true);
+  absl::StatusOr<AckResult> AckRefs(const TokenRefs& tokens);
+  absl::StatusOr<AckResult> NackRefs(const TokenRefs& tokens, NackAction action);
   // Makes the delivery counts of the redeliveries (count >= 2) among
   // `reserved` durable before they are handed out (disk groups; a no-op
   // otherwise or when there are none). On failure, in each partition with
@@ -135,7 +151,7 @@ class OrderedGroup final : public ConsumerGroup {
   // JudgeTokens (broker/group_settle.h) over FindDeliveryLocked; `accept`
   // gets each accepted token with its entry. `for_release` (Nack) also
   // refuses pinned deliveries.
-  void JudgeDeliveriesLocked(absl::Span<const std::string> tokens, bool for_release,
+  void JudgeDeliveriesLocked(const TokenRefs& tokens, bool for_release,
                              absl::FunctionRef<void(const DeliveryToken&, Inflight*)> accept,
                              AckResult* result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

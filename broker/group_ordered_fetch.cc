@@ -19,11 +19,18 @@ absl::StatusOr<std::vector<Delivery>> OrderedGroup::Fetch(absl::string_view cons
   return FetchImpl(consumer, max);
 }
 
+absl::StatusOr<std::vector<Delivery>> OrderedGroup::FetchHandles(absl::string_view consumer,
+                                                                 int max) {
+  ONCE_RETURN_IF_ERROR(CheckDirectFetch(ctx_.config, topic_name(), name()));
+  return FetchImpl(consumer, max, /*token_text=*/false);
+}
+
 absl::StatusOr<std::vector<Delivery>> OrderedGroup::Lease(absl::string_view participant, int max) {
   return FetchImpl(participant, max);
 }
 
-absl::StatusOr<std::vector<Delivery>> OrderedGroup::FetchImpl(absl::string_view consumer, int max) {
+absl::StatusOr<std::vector<Delivery>> OrderedGroup::FetchImpl(absl::string_view consumer, int max,
+                                                              bool token_text) {
   ONCE_RETURN_IF_ERROR(CheckFetchArgs(consumer, max));
   const int64_t now = ctx_.clock->NowMs();
   std::vector<Reserved> reserved;
@@ -138,7 +145,8 @@ absl::StatusOr<std::vector<Delivery>> OrderedGroup::FetchImpl(absl::string_view 
         d.partition = p;
         d.record = std::move((*records)[k]);
         d.delivery_count = r.deliveries;
-        d.token = MakeToken(p, r.offset, r.sequence, r.deliveries, generation);
+        d.handle = MakeHandle(p, r.offset, r.sequence, r.deliveries, generation);
+        if (token_text) d.token = EncodeToken(d.handle);
         out.push_back(std::move(d));
       }
     } else {

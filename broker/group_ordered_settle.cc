@@ -40,11 +40,12 @@ absl::StatusOr<OrderedGroup::Inflight*> OrderedGroup::FindDeliveryLocked(const D
 }
 
 void OrderedGroup::JudgeDeliveriesLocked(
-    absl::Span<const std::string> tokens, bool for_release,
+    const TokenRefs& tokens, bool for_release,
     absl::FunctionRef<void(const DeliveryToken&, Inflight*)> accept, AckResult* result) {
   Inflight* found = nullptr;  // the judged token's entry, for `accept`
   JudgeTokens(
       tokens, [this](absl::string_view text) { return CheckToken(text); },
+      [this](const DeliveryToken& t) { return CheckHandle(t); },
       [&](const DeliveryToken& t) ABSL_NO_THREAD_SAFETY_ANALYSIS {
         absl::StatusOr<Inflight*> f = FindDeliveryLocked(t);
         if (!f.ok()) return f.status();
@@ -55,7 +56,7 @@ void OrderedGroup::JudgeDeliveriesLocked(
       [&](size_t, const DeliveryToken& t) { accept(t, found); }, topic_name(), result);
 }
 
-absl::StatusOr<AckResult> OrderedGroup::Ack(absl::Span<const std::string> tokens) {
+absl::StatusOr<AckResult> OrderedGroup::AckRefs(const TokenRefs& tokens) {
   ONCE_RETURN_IF_ERROR(CheckTokenCount(tokens.size()));
   const int64_t now = ctx_.clock->NowMs();
   AckResult result;
@@ -106,8 +107,7 @@ absl::StatusOr<AckResult> OrderedGroup::Ack(absl::Span<const std::string> tokens
   return result;
 }
 
-absl::StatusOr<AckResult> OrderedGroup::Nack(absl::Span<const std::string> tokens,
-                                             NackAction action) {
+absl::StatusOr<AckResult> OrderedGroup::NackRefs(const TokenRefs& tokens, NackAction action) {
   ONCE_RETURN_IF_ERROR(CheckTokenCount(tokens.size()));
   const int64_t now = ctx_.clock->NowMs();
   AckResult result;
@@ -164,7 +164,7 @@ absl::StatusOr<AckResult> OrderedGroup::Pin(absl::Span<const std::string> tokens
   ONCE_RETURN_IF_ERROR(EnterLocked());
   ExpireLocked(now);
   JudgeDeliveriesLocked(
-      tokens, /*for_release=*/false,
+      TokenRefs(tokens), /*for_release=*/false,
       [&](const DeliveryToken&, Inflight* f) {
         f->pinned = true;
         ++result.applied;

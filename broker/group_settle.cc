@@ -24,22 +24,26 @@ absl::Status PinnedRefusal(absl::string_view topic, const DeliveryToken& t) {
                    " is pinned by a commit decision: it can only be acked"));
 }
 
-void JudgeTokens(absl::Span<const std::string> tokens,
+void JudgeTokens(const TokenRefs& tokens,
                  absl::FunctionRef<absl::StatusOr<DeliveryToken>(absl::string_view)> decode,
+                 absl::FunctionRef<absl::Status(const DeliveryToken&)> check,
                  absl::FunctionRef<absl::Status(const DeliveryToken&)> judge,
                  absl::FunctionRef<void(size_t index, const DeliveryToken&)> accept,
                  absl::string_view topic, AckResult* result) {
   absl::flat_hash_set<std::pair<int, int64_t>> accepted;
   for (size_t i = 0; i < tokens.size(); ++i) {
-    absl::StatusOr<DeliveryToken> t = decode(tokens[i]);
-    absl::Status status = t.ok() ? judge(*t) : t.status();
+    absl::StatusOr<DeliveryToken> t = tokens.handles() ? tokens.handle(i) : decode(tokens.text(i));
+    absl::Status status = t.status();
+    if (status.ok() && tokens.handles()) status = check(*t);
+    if (status.ok()) status = judge(*t);
     // Judging changes nothing, so a second token for an accepted message
     // would pass too: only the first may settle it.
     if (status.ok() && !accepted.emplace(t->partition, t->offset).second) {
       status = DuplicateInCall(topic, *t);
     }
     if (!status.ok()) {
-      result->refused.push_back({i, tokens[i], std::move(status)});
+      result->refused.push_back(
+          {i, tokens.handles() ? std::string() : tokens.text(i), std::move(status)});
       continue;
     }
     accept(i, *t);

@@ -44,8 +44,20 @@ class SharedGroup final : public ConsumerGroup {
       const std::vector<int64_t>& initial_floors);
 
   absl::StatusOr<std::vector<Delivery>> Fetch(absl::string_view consumer, int max) override;
-  absl::StatusOr<AckResult> Ack(absl::Span<const std::string> tokens) override;
-  absl::StatusOr<AckResult> Nack(absl::Span<const std::string> tokens, NackAction action) override;
+  absl::StatusOr<AckResult> Ack(absl::Span<const std::string> tokens) override {
+    return AckRefs(TokenRefs(tokens));
+  }
+  absl::StatusOr<AckResult> Nack(absl::Span<const std::string> tokens, NackAction action) override {
+    return NackRefs(TokenRefs(tokens), action);
+  }
+  absl::StatusOr<std::vector<Delivery>> FetchHandles(absl::string_view consumer, int max) override;
+  absl::StatusOr<AckResult> AckHandles(absl::Span<const DeliveryToken> handles) override {
+    return AckRefs(TokenRefs(handles));
+  }
+  absl::StatusOr<AckResult> NackHandles(absl::Span<const DeliveryToken> handles,
+                                        NackAction action) override {
+    return NackRefs(TokenRefs(handles), action);
+  }
   absl::Status Join(absl::string_view consumer) override;
   absl::Status Leave(absl::string_view consumer) override;
   absl::Status Heartbeat(absl::string_view consumer) override;
@@ -93,7 +105,11 @@ class SharedGroup final : public ConsumerGroup {
 
   explicit SharedGroup(GroupContext ctx) : ConsumerGroup(std::move(ctx)) {}
 
-  absl::StatusOr<std::vector<Delivery>> FetchImpl(absl::string_view consumer, int max);
+  // Fetch and Lease; `token_text` false leaves Delivery::token empty.
+  absl::StatusOr<std::vector<Delivery>> FetchImpl(absl::string_view consumer, int max,
+                                                  bool token_text = true);
+  absl::StatusOr<AckResult> AckRefs(const TokenRefs& tokens);
+  absl::StatusOr<AckResult> NackRefs(const TokenRefs& tokens, NackAction action);
   // Makes the delivery counts of the redeliveries (count >= 2) among
   // `reserved` durable before they are handed out (disk groups; a no-op
   // otherwise or when there are none). On failure the redeliveries are
@@ -117,9 +133,8 @@ class SharedGroup final : public ConsumerGroup {
   void CatchUpWithRetentionLocked(Partition& part) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Checks each token; the valid ones (a live lease with the same
   // sequence, not settling) go to `valid`, the others to `result`.
-  void CheckTokensLocked(absl::Span<const std::string> tokens, bool for_release,
-                         std::vector<Valid>* valid, AckResult* result)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CheckTokensLocked(const TokenRefs& tokens, bool for_release, std::vector<Valid>* valid,
+                         AckResult* result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status StaleReasonLocked(const DeliveryToken& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // The durable write that marks `items` done (plus every lazily kept

@@ -18,11 +18,18 @@ absl::StatusOr<std::vector<Delivery>> SharedGroup::Fetch(absl::string_view consu
   return FetchImpl(consumer, max);
 }
 
+absl::StatusOr<std::vector<Delivery>> SharedGroup::FetchHandles(absl::string_view consumer,
+                                                                int max) {
+  ONCE_RETURN_IF_ERROR(CheckDirectFetch(ctx_.config, topic_name(), name()));
+  return FetchImpl(consumer, max, /*token_text=*/false);
+}
+
 absl::StatusOr<std::vector<Delivery>> SharedGroup::Lease(absl::string_view participant, int max) {
   return FetchImpl(participant, max);
 }
 
-absl::StatusOr<std::vector<Delivery>> SharedGroup::FetchImpl(absl::string_view consumer, int max) {
+absl::StatusOr<std::vector<Delivery>> SharedGroup::FetchImpl(absl::string_view consumer, int max,
+                                                             bool token_text) {
   ONCE_RETURN_IF_ERROR(CheckFetchArgs(consumer, max));
   const int64_t now = ctx_.clock->NowMs();
   std::vector<Reserved> reserved;
@@ -132,7 +139,8 @@ absl::StatusOr<std::vector<Delivery>> SharedGroup::FetchImpl(absl::string_view c
         d.partition = p;
         d.record = std::move((*records)[k]);
         d.delivery_count = r.deliveries;
-        d.token = MakeToken(p, r.offset, r.sequence, r.deliveries, 0);
+        d.handle = MakeHandle(p, r.offset, r.sequence, r.deliveries, 0);
+        if (token_text) d.token = EncodeToken(d.handle);
         out.push_back(std::move(d));
       }
     } else if (absl::IsOutOfRange(records.status())) {

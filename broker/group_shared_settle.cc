@@ -37,10 +37,11 @@ absl::Status SharedGroup::StaleReasonLocked(const DeliveryToken& t) const {
                    " expired or was released; the message will be delivered again"));
 }
 
-void SharedGroup::CheckTokensLocked(absl::Span<const std::string> tokens, bool for_release,
+void SharedGroup::CheckTokensLocked(const TokenRefs& tokens, bool for_release,
                                     std::vector<Valid>* valid, AckResult* result) {
   JudgeTokens(
       tokens, [this](absl::string_view text) { return CheckToken(text); },
+      [this](const DeliveryToken& t) { return CheckHandle(t); },
       [&](const DeliveryToken& t) ABSL_NO_THREAD_SAFETY_ANALYSIS {
         const ::once::broker::Lease* l = leases_.Find(t.partition, t.offset);
         if (l == nullptr || l->sequence != t.sequence || l->state == LeaseState::kSettling) {
@@ -126,7 +127,7 @@ absl::Status SharedGroup::SettleDone(const std::vector<MessagePosition>& items,
   return absl::OkStatus();
 }
 
-absl::StatusOr<AckResult> SharedGroup::Ack(absl::Span<const std::string> tokens) {
+absl::StatusOr<AckResult> SharedGroup::AckRefs(const TokenRefs& tokens) {
   ONCE_RETURN_IF_ERROR(CheckTokenCount(tokens.size()));
   const int64_t now = ctx_.clock->NowMs();
   AckResult result;
@@ -160,8 +161,7 @@ absl::StatusOr<AckResult> SharedGroup::Ack(absl::Span<const std::string> tokens)
   return result;
 }
 
-absl::StatusOr<AckResult> SharedGroup::Nack(absl::Span<const std::string> tokens,
-                                            NackAction action) {
+absl::StatusOr<AckResult> SharedGroup::NackRefs(const TokenRefs& tokens, NackAction action) {
   ONCE_RETURN_IF_ERROR(CheckTokenCount(tokens.size()));
   const int64_t now = ctx_.clock->NowMs();
   AckResult result;
@@ -223,7 +223,7 @@ absl::StatusOr<AckResult> SharedGroup::Pin(absl::Span<const std::string> tokens)
     absl::MutexLock lock(&mu_);
     ONCE_RETURN_IF_ERROR(EnterLocked());
     expired = ExpireLocked(now);
-    CheckTokensLocked(tokens, /*for_release=*/false, &valid, &result);
+    CheckTokensLocked(TokenRefs(tokens), /*for_release=*/false, &valid, &result);
     for (const Valid& v : valid) {
       leases_.SetState(v.token.partition, v.token.offset, LeaseState::kPinned);
     }

@@ -281,6 +281,30 @@ TEST_P(OrderedGroupTest, PrefetchBoundsUnackedDeliveries) {
   EXPECT_EQ(more.size(), 2u);
 }
 
+TEST_P(OrderedGroupTest, HandlesCommitAsTheirTokensWould) {
+  MakeTopic("t", 1, GetParam());
+  Publish("t", 4);
+  auto g = MakeGroup("t", "g", Config());
+  ONCE_ASSERT_OK_AND_ASSIGN(auto ds, g->FetchHandles("c1", 4));
+  ASSERT_EQ(ds.size(), 4u);
+  for (const Delivery& d : ds) EXPECT_TRUE(d.token.empty());
+  // Acking the second commits past it (the first is covered).
+  ONCE_ASSERT_OK_AND_ASSIGN(AckResult r, g->AckHandles({ds[1].handle}));
+  EXPECT_EQ(r.applied, 1);
+  ONCE_ASSERT_OK_AND_ASSIGN(r, g->AckHandles({ds[0].handle}));
+  EXPECT_THAT(r.ToStatus(), StatusIs(absl::StatusCode::kFailedPrecondition));
+  // A nack rewinds to the third: it and the fourth come again.
+  ONCE_ASSERT_OK_AND_ASSIGN(r, g->NackHandles({ds[2].handle}, NackAction::kRequeue));
+  EXPECT_EQ(r.applied, 1);
+  clock_.Advance(1'000);
+  ONCE_ASSERT_OK_AND_ASSIGN(auto again, g->FetchHandles("c1", 4));
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_EQ(again[0].handle.offset, ds[2].handle.offset);
+  ONCE_ASSERT_OK_AND_ASSIGN(r, g->AckHandles({again[1].handle}));
+  EXPECT_EQ(r.applied, 1);
+  EXPECT_EQ(g->Describe().lag, 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, OrderedGroupTest,
                          ::testing::Values(Backend::kMemory, Backend::kDisk),
                          [](const ::testing::TestParamInfo<Backend>& info) {

@@ -477,6 +477,63 @@ TEST_P(SharedGroupTest, ReclaimTrimsWhatEveryGroupIsDoneWith) {
   EXPECT_EQ(rest.size(), 60u);
 }
 
+// The WebSocket's delivery tags: the service keeps each delivery's handle
+// and settles by it, with the same judgement as a token's text.
+TEST_P(SharedGroupTest, HandlesSettleAsTheirTokensWould) {
+  MakeTopic("t", 2, GetParam());
+  Publish("t", 6);
+  auto g = MakeGroup("t", "g", Config());
+  ONCE_ASSERT_OK_AND_ASSIGN(auto ds, g->FetchHandles("c1", 6));
+  ASSERT_EQ(ds.size(), 6u);
+  std::vector<DeliveryToken> handles;
+  for (const Delivery& d : ds) {
+    EXPECT_TRUE(d.token.empty());  // no text made
+    EXPECT_EQ(d.handle.partition, d.partition);
+    EXPECT_EQ(d.handle.offset, d.record.offset);
+    EXPECT_EQ(d.handle.delivery_count, 1);
+    handles.push_back(d.handle);
+  }
+  // Ack two, one of them twice in the call: the second is a duplicate.
+  ONCE_ASSERT_OK_AND_ASSIGN(AckResult r, g->AckHandles({handles[0], handles[1], handles[0]}));
+  EXPECT_EQ(r.applied, 2);
+  ASSERT_EQ(r.refused.size(), 1u);
+  EXPECT_EQ(r.refused[0].index, 2u);
+  EXPECT_TRUE(r.refused[0].token.empty());
+  EXPECT_THAT(r.refused[0].status, StatusIs(absl::StatusCode::kFailedPrecondition));
+  // Acked already: stale.
+  ONCE_ASSERT_OK_AND_ASSIGN(r, g->AckHandles({handles[1]}));
+  EXPECT_EQ(r.applied, 0);
+  EXPECT_THAT(r.ToStatus(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already acknowledged")));
+  // Not this group's (another incarnation) or no such partition: invalid,
+  // and nothing applied.
+  DeliveryToken foreign = handles[2];
+  foreign.incarnation += 1000;
+  DeliveryToken bad_partition = handles[2];
+  bad_partition.partition = 7;
+  ONCE_ASSERT_OK_AND_ASSIGN(r, g->AckHandles({foreign, bad_partition}));
+  EXPECT_EQ(r.applied, 0);
+  ASSERT_EQ(r.refused.size(), 2u);
+  EXPECT_THAT(r.refused[0].status, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(r.refused[1].status, StatusIs(absl::StatusCode::kInvalidArgument));
+  // Nack (requeue) one: it comes again, counted, and its old handle is
+  // stale from then on.
+  ONCE_ASSERT_OK_AND_ASSIGN(r, g->NackHandles({handles[2]}, NackAction::kRequeue));
+  EXPECT_EQ(r.applied, 1);
+  clock_.Advance(1'000);  // past the backoff
+  ONCE_ASSERT_OK_AND_ASSIGN(auto again, g->FetchHandles("c1", 6));
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].handle.offset, handles[2].offset);
+  EXPECT_EQ(again[0].handle.delivery_count, 2);
+  ONCE_ASSERT_OK_AND_ASSIGN(r, g->AckHandles({handles[2]}));
+  EXPECT_EQ(r.applied, 0);
+  ONCE_ASSERT_OK_AND_ASSIGN(r,
+                            g->AckHandles({again[0].handle, handles[3], handles[4], handles[5]}));
+  EXPECT_EQ(r.applied, 4);
+  EXPECT_EQ(g->Describe().acked, 6);
+  EXPECT_EQ(g->Describe().lag, 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, SharedGroupTest,
                          ::testing::Values(Backend::kMemory, Backend::kDisk),
                          [](const ::testing::TestParamInfo<Backend>& info) {
