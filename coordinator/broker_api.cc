@@ -257,10 +257,22 @@ absl::StatusOr<std::vector<broker::PublishResult>> BrokerApi::PublishRecords(
 absl::StatusOr<broker::AckResult> BrokerApi::AckTokens(
     const std::shared_ptr<broker::ConsumerGroup>& group, const std::vector<std::string>& tokens,
     bool nack, bool requeue) {
-  absl::StatusOr<broker::AckResult> result =
-      nack ? group->Nack(tokens,
-                         requeue ? broker::NackAction::kRequeue : broker::NackAction::kDeadLetter)
-           : group->Ack(tokens);
+  const broker::NackAction action =
+      requeue ? broker::NackAction::kRequeue : broker::NackAction::kDeadLetter;
+  return Counted(*group, nack, nack ? group->Nack(tokens, action) : group->Ack(tokens));
+}
+
+absl::StatusOr<broker::AckResult> BrokerApi::AckHandles(
+    const std::shared_ptr<broker::ConsumerGroup>& group,
+    absl::Span<const broker::DeliveryToken> handles, bool nack, bool requeue) {
+  const broker::NackAction action =
+      requeue ? broker::NackAction::kRequeue : broker::NackAction::kDeadLetter;
+  return Counted(*group, nack,
+                 nack ? group->NackHandles(handles, action) : group->AckHandles(handles));
+}
+
+absl::StatusOr<broker::AckResult> BrokerApi::Counted(const broker::ConsumerGroup& group, bool nack,
+                                                     absl::StatusOr<broker::AckResult> result) {
   if (!result.ok()) {
     absl::Status s = result.status();
     if (absl::IsNotFound(s)) s = WithApiCode(std::move(s), kGroupNotFound);
@@ -268,9 +280,9 @@ absl::StatusOr<broker::AckResult> BrokerApi::AckTokens(
   }
   const int64_t refused = static_cast<int64_t>(result->refused.size());
   if (nack) {
-    metrics_->CountNacked(group->topic_name(), group->name(), result->applied, refused);
+    metrics_->CountNacked(group.topic_name(), group.name(), result->applied, refused);
   } else {
-    metrics_->CountAcked(group->topic_name(), group->name(), result->applied, refused);
+    metrics_->CountAcked(group.topic_name(), group.name(), result->applied, refused);
   }
   return result;
 }

@@ -77,6 +77,11 @@ class BrokerApi {
   absl::StatusOr<broker::AckResult> AckTokens(const std::shared_ptr<broker::ConsumerGroup>& group,
                                               const std::vector<std::string>& tokens, bool nack,
                                               bool requeue);
+  // The same for handles the service kept (a WebSocket subscription with
+  // delivery tags): ConsumerGroup::AckHandles / NackHandles.
+  absl::StatusOr<broker::AckResult> AckHandles(const std::shared_ptr<broker::ConsumerGroup>& group,
+                                               absl::Span<const broker::DeliveryToken> handles,
+                                               bool nack, bool requeue);
   // OK when nothing was refused; else stale_tokens (409) or
   // invalid_tokens (400).
   static absl::Status RefusalStatus(const broker::AckResult& result);
@@ -92,6 +97,9 @@ class BrokerApi {
   Clock* clock() const { return broker_.load(std::memory_order_acquire)->options().clock; }
 
  private:
+  // AckTokens' and AckHandles' errors and counters.
+  absl::StatusOr<broker::AckResult> Counted(const broker::ConsumerGroup& group, bool nack,
+                                            absl::StatusOr<broker::AckResult> result);
   using BlockingHandler = ApiResponse (BrokerApi::*)(const ApiRequest&);
 
   // A route handler that runs `method` on the worker pool, after checking

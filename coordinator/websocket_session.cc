@@ -288,7 +288,7 @@ void WebSocketSession::Finish() {
     sub.feed->Stop();
     std::vector<std::string> tokens(sub.outstanding.begin(), sub.outstanding.end());
     const bool ordered = sub.group->config().mode == broker::GroupMode::kOrdered;
-    Release(sub.group, std::move(tokens), ordered ? sub.consumer : "");
+    Release(sub.group, std::move(tokens), sub.tagged.TakeAll(), ordered ? sub.consumer : "");
   }
   subscriptions_.clear();
   if (participant_) participant_->Disconnected();

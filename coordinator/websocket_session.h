@@ -33,7 +33,8 @@
 // The implementation is split by concern: websocket_session.cc (life
 // cycle, reading, frame dispatch, writing, closing), ws_publish.cc
 // (publish frames), ws_subscriptions.cc (subscriptions, credits and
-// pushes), ws_acks.cc (ack and nack); ws_frames.h writes the frames.
+// pushes), ws_acks.cc (ack and nack by token), ws_tag_acks.cc (ack and
+// nack by delivery tag); ws_frames.h writes the frames.
 #ifndef ONCE_COORDINATOR_WEBSOCKET_SESSION_H_
 #define ONCE_COORDINATOR_WEBSOCKET_SESSION_H_
 
@@ -58,6 +59,7 @@
 #include "boost/json/value.hpp"
 #include "broker/consumer_group.h"
 #include "coordinator/broker_api.h"
+#include "coordinator/delivery_tags.h"
 #include "coordinator/json_codec.h"
 #include "coordinator/long_poll.h"
 #include "coordinator/participant_session.h"
@@ -108,8 +110,11 @@ class WebSocketSession : public Session, public std::enable_shared_from_this<Web
     std::shared_ptr<WsFeed> feed;    // its fetches; stopped when it ends
     bool fetching = false;           // a Request is out: wait for OnDelivered
     // Delivered on this socket, not yet acked or nacked on it: released
-    // if the socket goes away.
+    // if the socket goes away. Tokens, or with "delivery_tags" the tags
+    // (and the handles behind them: the client never sees a token).
     absl::flat_hash_set<std::string> outstanding;
+    bool tags = false;
+    DeliveryTags tagged;
   };
 
   // A publish frame, checked, waiting for its batch: its topic and
@@ -138,6 +143,8 @@ class WebSocketSession : public Session, public std::enable_shared_from_this<Web
   void HandleCredit(const boost::json::object& frame);
   // Takes the frame's tokens (moved out of `frame`).
   void HandleAck(boost::json::object& frame, bool nack);
+  // An ack or nack frame with "delivery_tags" or "up_to" (ws_tag_acks.cc).
+  void HandleTagAck(const boost::json::object& frame, bool nack);
   // Acks or nacks `tokens` on `groups`, each tried on the next group when
   // not the previous one's.
   static Settled Settle(BrokerApi* api,
@@ -156,9 +163,10 @@ class WebSocketSession : public Session, public std::enable_shared_from_this<Web
   // What `feed` calls (on a worker) with the fetches of subscription `id`.
   WsFeed::Deliver FeedCallback(int64_t id, std::shared_ptr<broker::ConsumerGroup> group);
   void OnDelivered(int64_t subscription, WsFeed::Result result);
-  // Gives `tokens` back to `group` for redelivery (on a worker).
+  // Gives `tokens` and `handles` back to `group` for redelivery (on a
+  // worker); then `leave_consumer`, if any, leaves the group.
   void Release(std::shared_ptr<broker::ConsumerGroup> group, std::vector<std::string> tokens,
-               const std::string& leave_consumer);
+               std::vector<broker::DeliveryToken> handles, const std::string& leave_consumer);
   void EndSubscription(Subscription& sub);
   // The subscription `id` of this connection, or a subscription_not_found
   // (404) error.

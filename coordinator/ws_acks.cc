@@ -17,6 +17,10 @@ namespace net = boost::asio;
 namespace json = boost::json;
 
 void WebSocketSession::HandleAck(json::object& frame, bool nack) {
+  if (frame.contains("delivery_tags") || frame.contains("up_to")) {
+    HandleTagAck(frame, nack);
+    return;
+  }
   const json::value* request = RequestOf(frame);
   const char* what = nack ? "the nack frame" : "the ack frame";
   FieldReader r(frame, what);

@@ -24,7 +24,8 @@ constexpr int kMaxImmediateRetries = 4;
 }  // namespace
 
 WsFeed::WsFeed(net::any_io_executor workers, net::any_io_executor strand, Clock* clock,
-               std::shared_ptr<broker::ConsumerGroup> group, std::string consumer, Deliver deliver)
+               std::shared_ptr<broker::ConsumerGroup> group, std::string consumer, Deliver deliver,
+               bool handles_only)
     : workers_(std::move(workers)),
       strand_(std::move(strand)),
       clock_(clock),
@@ -32,6 +33,7 @@ WsFeed::WsFeed(net::any_io_executor workers, net::any_io_executor strand, Clock*
       in_ram_(GroupRunsOnNetworkThread(*group_)),
       strand_may_fetch_(FetchMayRunOnNetworkThread(*group_)),
       consumer_(std::move(consumer)),
+      handles_only_(handles_only),
       deliver_(std::move(deliver)),
       timer_(strand_) {}
 
@@ -123,7 +125,7 @@ void WsFeed::Fetch() {
     Result result = absl::InternalError("fetch did not run");
     std::optional<int64_t> next_deadline;
     try {
-      result = group_->Fetch(consumer_, max);
+      result = handles_only_ ? group_->FetchHandles(consumer_, max) : group_->Fetch(consumer_, max);
       if (result.ok() && static_cast<int>(result->size()) < max) {
         next_deadline = group_->NextDeadlineMs();
       }

@@ -52,9 +52,11 @@ class WsFeed : public std::enable_shared_from_this<WsFeed> {
   static constexpr std::chrono::milliseconds kMaxIdle{30'000};
 
   // `workers` runs the fetches that may wait for a disk; `strand` is the
-  // session's; `clock` outlives the feed.
+  // session's; `clock` outlives the feed. `handles_only`: fetch with
+  // FetchHandles (deliveries without token text, for delivery tags).
   WsFeed(boost::asio::any_io_executor workers, boost::asio::any_io_executor strand, Clock* clock,
-         std::shared_ptr<broker::ConsumerGroup> group, std::string consumer, Deliver deliver);
+         std::shared_ptr<broker::ConsumerGroup> group, std::string consumer, Deliver deliver,
+         bool handles_only = false);
   ~WsFeed();
 
   WsFeed(const WsFeed&) = delete;
@@ -86,6 +88,7 @@ class WsFeed : public std::enable_shared_from_this<WsFeed> {
   const bool in_ram_;            // GroupRunsOnNetworkThread(*group_)
   const bool strand_may_fetch_;  // FetchMayRunOnNetworkThread(*group_)
   const std::string consumer_;
+  const bool handles_only_;
   const Deliver deliver_;
   boost::asio::steady_timer timer_;  // on strand_
 

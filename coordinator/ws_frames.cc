@@ -48,7 +48,8 @@ void AppendJsonString(std::string* out, absl::string_view s) {
   out->push_back('"');
 }
 
-void AppendDeliveryJson(std::string* out, absl::string_view topic, const broker::Delivery& d) {
+void AppendDeliveryJson(std::string* out, absl::string_view topic, const broker::Delivery& d,
+                        uint64_t tag) {
   // Topic names are validated identifiers (ASCII): nothing in them needs
   // escaping, but escape anyway so that a change of the name rules cannot
   // break JSON. Written in place: no string built for the id.
@@ -95,6 +96,16 @@ void AppendDeliveryJson(std::string* out, absl::string_view topic, const broker:
     out->append(absl::Base64Escape(d.record.value));
     out->push_back('"');
   }
+  if (tag != 0) {
+    NumberRun()
+        .Text(",\"delivery_tag\":")
+        .Int(static_cast<int64_t>(tag))
+        .Text(",\"delivery_count\":")
+        .Int(d.delivery_count)
+        .Text("}")
+        .AppendTo(out);
+    return;
+  }
   // A token is base64url (broker/group_token.h): nothing to check or escape.
   out->append(",\"delivery_token\":\"");
   out->append(d.token);
@@ -102,19 +113,19 @@ void AppendDeliveryJson(std::string* out, absl::string_view topic, const broker:
 }
 
 std::string MessageFrame(int64_t subscription, absl::string_view topic,
-                         const broker::Delivery& delivery) {
+                         const broker::Delivery& delivery, uint64_t tag) {
   std::string out;
   out.reserve(delivery.record.value.size() + delivery.token.size() + 192);
   absl::StrAppend(&out, "{\"type\":\"message\",\"subscription\":", subscription, ",");
   // The delivery's object, without its opening brace.
   const size_t at = out.size();
-  AppendDeliveryJson(&out, topic, delivery);
+  AppendDeliveryJson(&out, topic, delivery, tag);
   out.erase(at, 1);
   return out;
 }
 
 std::string MessagesFrame(int64_t subscription, absl::string_view topic,
-                          absl::Span<const broker::Delivery> deliveries) {
+                          absl::Span<const broker::Delivery> deliveries, uint64_t first_tag) {
   size_t size = 64;
   for (const broker::Delivery& d : deliveries) {
     size += d.record.value.size() + d.token.size() + 160;
@@ -125,7 +136,7 @@ std::string MessagesFrame(int64_t subscription, absl::string_view topic,
                   ",\"messages\":[");
   for (size_t i = 0; i < deliveries.size(); ++i) {
     if (i > 0) out.push_back(',');
-    AppendDeliveryJson(&out, topic, deliveries[i]);
+    AppendDeliveryJson(&out, topic, deliveries[i], first_tag == 0 ? 0 : first_tag + i);
   }
   out.append("]}");
   return out;

@@ -33,16 +33,18 @@ namespace once::coordinator {
 void AppendJsonString(std::string* out, absl::string_view s);
 
 // Appends one delivery's object: the fields of DeliveryToJson, in its
-// order.
-void AppendDeliveryJson(std::string* out, absl::string_view topic,
-                        const broker::Delivery& delivery);
+// order; with a `tag` (not 0), "delivery_tag": tag in place of
+// "delivery_token" (a subscription with delivery tags, ws_protocol.md).
+void AppendDeliveryJson(std::string* out, absl::string_view topic, const broker::Delivery& delivery,
+                        uint64_t tag = 0);
 
 // {"type":"message","subscription":N, <the delivery's fields>}.
 std::string MessageFrame(int64_t subscription, absl::string_view topic,
-                         const broker::Delivery& delivery);
-// {"type":"messages","subscription":N,"messages":[<deliveries>]}.
+                         const broker::Delivery& delivery, uint64_t tag = 0);
+// {"type":"messages","subscription":N,"messages":[<deliveries>]}; with a
+// `first_tag`, the deliveries carry tags first_tag, first_tag + 1, ...
 std::string MessagesFrame(int64_t subscription, absl::string_view topic,
-                          absl::Span<const broker::Delivery> deliveries);
+                          absl::Span<const broker::Delivery> deliveries, uint64_t first_tag = 0);
 
 // The HTTP API's bodies of the same things (schema/http_api.md), the
 // bytes of DeliveriesToJson and PublishResultsToJson serialized:

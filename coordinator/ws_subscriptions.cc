@@ -25,6 +25,14 @@ namespace {
 constexpr absl::string_view kSubscriptionNotFound = "subscription_not_found";
 constexpr absl::string_view kTooManySubscriptions = "too_many_subscriptions";
 
+// What releasing deliveries that never reached the client gives back.
+std::vector<broker::DeliveryToken> Handles(const std::vector<broker::Delivery>& deliveries) {
+  std::vector<broker::DeliveryToken> handles;
+  handles.reserve(deliveries.size());
+  for (const broker::Delivery& d : deliveries) handles.push_back(d.handle);
+  return handles;
+}
+
 }  // namespace
 
 void WebSocketSession::HandleSubscribe(const json::object& frame) {
@@ -34,6 +42,7 @@ void WebSocketSession::HandleSubscribe(const json::object& frame) {
   bool has_topic = false, has_group = false, has_consumer = false;
   int64_t credits = 0;
   bool batch = false;
+  bool tags = false;
   r.Get("type");
   r.Get("request");
   absl::Status s = r.String("topic", &topic, &has_topic);
@@ -41,6 +50,7 @@ void WebSocketSession::HandleSubscribe(const json::object& frame) {
   if (s.ok()) s = r.String("consumer", &consumer, &has_consumer);
   if (s.ok()) s = r.Int("credits", &credits, 0, kMaxCredits);
   if (s.ok()) s = r.Bool("batch", &batch);
+  if (s.ok()) s = r.Bool("delivery_tags", &tags);
   if (s.ok()) s = r.NoOtherFields();
   if (s.ok() && !has_topic) s = r.FieldError("topic", "is required");
   if (s.ok() && !has_group) s = r.FieldError("group", "is required");
@@ -63,7 +73,7 @@ void WebSocketSession::HandleSubscribe(const json::object& frame) {
   json::value request_copy =
       request != nullptr ? json::value(*request, json::storage_ptr()) : json::value(nullptr);
   net::post(api_->workers(), [self = shared_from_this(), topic, group, consumer, credits, batch,
-                              request_copy = std::move(request_copy)] {
+                              tags, request_copy = std::move(request_copy)] {
     absl::StatusOr<std::shared_ptr<broker::ConsumerGroup>> g = self->api_->FindGroup(topic, group);
     if (g.ok() && (*g)->config().guarantee == broker::Guarantee::kExactlyOnce) {
       g = ApiError(absl::StatusCode::kFailedPrecondition, "exactly_once_group",
@@ -71,44 +81,47 @@ void WebSocketSession::HandleSubscribe(const json::object& frame) {
                                 "\" is exactly-once: it delivers only through "
                                 "participant sessions (hello), not subscriptions"));
     }
-    net::post(self->ws_.get_executor(), [self, g = std::move(g), topic, group, consumer, credits,
-                                         batch, request_copy = std::move(request_copy)]() mutable {
-      const json::value* request = request_copy.is_null() ? nullptr : &request_copy;
-      if (self->finished_ || self->closing_) return;
-      if (!g.ok()) {
-        self->SendError(g.status(), request);
-        return;
-      }
-      if (self->subscriptions_.size() >= kMaxSubscriptionsPerSocket) {
-        self->SendError(ApiError(absl::StatusCode::kResourceExhausted, kTooManySubscriptions,
-                                 "too many subscriptions on this connection"),
-                        request);
-        return;
-      }
-      Subscription& sub = self->subscriptions_[self->next_subscription_];
-      sub.id = self->next_subscription_++;
-      sub.topic = topic;
-      sub.group_name = group;
-      sub.consumer = consumer;
-      sub.group = *std::move(g);
-      sub.credits = credits;
-      sub.batch = batch;
-      sub.feed = std::make_shared<WsFeed>(self->api_->workers().get_executor(),
-                                          self->ws_.get_executor(), self->api_->clock(), sub.group,
-                                          consumer, self->FeedCallback(sub.id, sub.group));
-      // Until frames have been seen, assume the largest the topic allows
-      // (base64 and JSON framing included).
-      sub.average_frame_bytes =
-          static_cast<double>(sub.group->topic()->config().max_message_bytes) * 4 / 3 + 512;
-      json::object answer;
-      answer["type"] = "subscribed";
-      if (request != nullptr) answer["request"] = *request;
-      answer["subscription"] = sub.id;
-      answer["topic"] = topic;
-      answer["group"] = group;
-      self->Send(answer);
-      self->Pump(sub);
-    });
+    net::post(
+        self->ws_.get_executor(), [self, g = std::move(g), topic, group, consumer, credits, batch,
+                                   tags, request_copy = std::move(request_copy)]() mutable {
+          const json::value* request = request_copy.is_null() ? nullptr : &request_copy;
+          if (self->finished_ || self->closing_) return;
+          if (!g.ok()) {
+            self->SendError(g.status(), request);
+            return;
+          }
+          if (self->subscriptions_.size() >= kMaxSubscriptionsPerSocket) {
+            self->SendError(ApiError(absl::StatusCode::kResourceExhausted, kTooManySubscriptions,
+                                     "too many subscriptions on this connection"),
+                            request);
+            return;
+          }
+          Subscription& sub = self->subscriptions_[self->next_subscription_];
+          sub.id = self->next_subscription_++;
+          sub.topic = topic;
+          sub.group_name = group;
+          sub.consumer = consumer;
+          sub.group = *std::move(g);
+          sub.credits = credits;
+          sub.batch = batch;
+          sub.tags = tags;
+          sub.feed = std::make_shared<WsFeed>(
+              self->api_->workers().get_executor(), self->ws_.get_executor(), self->api_->clock(),
+              sub.group, consumer, self->FeedCallback(sub.id, sub.group), /*handles_only=*/tags);
+          // Until frames have been seen, assume the largest the topic allows
+          // (base64 and JSON framing included).
+          sub.average_frame_bytes =
+              static_cast<double>(sub.group->topic()->config().max_message_bytes) * 4 / 3 + 512;
+          json::object answer;
+          answer["type"] = "subscribed";
+          if (request != nullptr) answer["request"] = *request;
+          answer["subscription"] = sub.id;
+          answer["topic"] = topic;
+          answer["group"] = group;
+          if (tags) answer["delivery_tags"] = true;
+          self->Send(answer);
+          self->Pump(sub);
+        });
   });
 }
 
@@ -182,30 +195,36 @@ void WebSocketSession::EndSubscription(Subscription& sub) {
   sub.feed->Stop();
   std::vector<std::string> tokens(sub.outstanding.begin(), sub.outstanding.end());
   const bool ordered = sub.group->config().mode == broker::GroupMode::kOrdered;
-  Release(sub.group, std::move(tokens), ordered ? sub.consumer : "");
+  Release(sub.group, std::move(tokens), sub.tagged.TakeAll(), ordered ? sub.consumer : "");
   subscriptions_.erase(sub.id);
 }
 
 void WebSocketSession::Release(std::shared_ptr<broker::ConsumerGroup> group,
-                               std::vector<std::string> tokens, const std::string& leave_consumer) {
-  if (tokens.empty() && leave_consumer.empty()) return;
-  net::post(api_->workers(),
-            [api = api_, group = std::move(group), tokens = std::move(tokens), leave_consumer] {
-              if (!tokens.empty()) {
-                absl::StatusOr<broker::AckResult> r =
-                    api->AckTokens(group, tokens, /*nack=*/true, /*requeue=*/true);
-                if (!r.ok()) {
-                  spdlog::debug("releasing {} deliveries of group \"{}\": {}", tokens.size(),
-                                group->name(), r.status().ToString());
-                }
-              }
-              if (!leave_consumer.empty()) {
-                if (absl::Status s = group->Leave(leave_consumer); !s.ok()) {
-                  spdlog::debug("consumer \"{}\" leaving group \"{}\": {}", leave_consumer,
-                                group->name(), s.ToString());
-                }
-              }
-            });
+                               std::vector<std::string> tokens,
+                               std::vector<broker::DeliveryToken> handles,
+                               const std::string& leave_consumer) {
+  if (tokens.empty() && handles.empty() && leave_consumer.empty()) return;
+  net::post(api_->workers(), [api = api_, group = std::move(group), tokens = std::move(tokens),
+                              handles = std::move(handles), leave_consumer] {
+    if (!tokens.empty() || !handles.empty()) {
+      absl::StatusOr<broker::AckResult> r =
+          tokens.empty() ? api->AckHandles(group, handles, /*nack=*/true, /*requeue=*/true)
+                         : api->AckTokens(group, tokens, /*nack=*/true, /*requeue=*/true);
+      if (r.ok() && !tokens.empty() && !handles.empty()) {
+        r = api->AckHandles(group, handles, /*nack=*/true, /*requeue=*/true);
+      }
+      if (!r.ok()) {
+        spdlog::debug("releasing {} deliveries of group \"{}\": {}", tokens.size() + handles.size(),
+                      group->name(), r.status().ToString());
+      }
+    }
+    if (!leave_consumer.empty()) {
+      if (absl::Status s = group->Leave(leave_consumer); !s.ok()) {
+        spdlog::debug("consumer \"{}\" leaving group \"{}\": {}", leave_consumer, group->name(),
+                      s.ToString());
+      }
+    }
+  });
 }
 
 void WebSocketSession::PumpAll() {
@@ -231,10 +250,8 @@ WsFeed::Deliver WebSocketSession::FeedCallback(int64_t id,
     if (!self) {
       // The session is gone (it released what it held): release this too.
       if (result.ok() && !result->empty()) {
-        std::vector<std::string> tokens;
-        for (const broker::Delivery& d : *result) tokens.push_back(d.token);
         absl::StatusOr<broker::AckResult> r =
-            api->AckTokens(group, tokens, /*nack=*/true, /*requeue=*/true);
+            api->AckHandles(group, Handles(*result), /*nack=*/true, /*requeue=*/true);
         if (!r.ok()) spdlog::debug("releasing deliveries: {}", r.status().ToString());
       }
       return;
@@ -247,9 +264,7 @@ WsFeed::Deliver WebSocketSession::FeedCallback(int64_t id,
                     if (it == self->subscriptions_.end() || it->second.group != group) {
                       // Unsubscribed or closed meanwhile: give back what came.
                       if (result.ok() && !result->empty()) {
-                        std::vector<std::string> tokens;
-                        for (const broker::Delivery& d : *result) tokens.push_back(d.token);
-                        self->Release(group, std::move(tokens), "");
+                        self->Release(group, {}, Handles(*result), "");
                       }
                       return;
                     }
@@ -269,9 +284,7 @@ void WebSocketSession::OnDelivered(int64_t id, WsFeed::Result result) {
     return;
   }
   if (finished_ || closing_) {
-    std::vector<std::string> tokens;
-    for (const broker::Delivery& d : *result) tokens.push_back(d.token);
-    Release(sub.group, std::move(tokens), "");
+    Release(sub.group, {}, Handles(*result), "");
     return;
   }
   int64_t redelivered = 0;
@@ -280,13 +293,20 @@ void WebSocketSession::OnDelivered(int64_t id, WsFeed::Result result) {
   const size_t queued_before = queued_bytes_;
   // Batched subscriptions get the whole push as one frame: one write
   // instead of one per delivery.
+  // With delivery tags, the deliveries get the next tags in order.
+  const uint64_t first_tag = sub.tags ? sub.tagged.next_tag() : 0;
   if (sub.batch && !result->empty()) {
-    SendText(MessagesFrame(id, sub.topic, *result));
+    SendText(MessagesFrame(id, sub.topic, *result, first_tag));
   }
   for (broker::Delivery& d : *result) {
-    if (!sub.batch) SendText(MessageFrame(id, sub.topic, d));
-    // The frame is written: the token moves to the set, uncopied.
-    sub.outstanding.insert(std::move(d.token));
+    if (sub.tags) {
+      const uint64_t tag = sub.tagged.Add(d.handle);
+      if (!sub.batch) SendText(MessageFrame(id, sub.topic, d, tag));
+    } else {
+      if (!sub.batch) SendText(MessageFrame(id, sub.topic, d));
+      // The frame is written: the token moves to the set, uncopied.
+      sub.outstanding.insert(std::move(d.token));
+    }
     --sub.credits;
     redelivered += d.delivery_count > 1 ? 1 : 0;
   }

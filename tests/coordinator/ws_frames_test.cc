@@ -93,6 +93,38 @@ TEST(WsFramesTest, MessagesFrameMatchesTheDom) {
   EXPECT_EQ(parsed.at("messages").at(1).at("value").as_string(), "b\"c");
 }
 
+// With delivery tags, "delivery_tag" takes the token's place and nothing
+// else changes.
+TEST(WsFramesTest, TaggedFramesCarryTheTagInsteadOfTheToken) {
+  std::vector<broker::Delivery> batch = {MakeDelivery("a"), MakeDelivery("b"), MakeDelivery("c")};
+  for (broker::Delivery& d : batch) d.token.clear();  // FetchHandles makes none
+  json::object frame;
+  frame["type"] = "messages";
+  frame["subscription"] = 12;
+  json::array& messages = frame["messages"].emplace_array();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    json::object m = DeliveryToJson("t", batch[i]);
+    json::object tagged;
+    for (auto& field : m) {
+      if (field.key() == "delivery_token") {
+        tagged["delivery_tag"] = 41 + static_cast<int64_t>(i);
+      } else {
+        tagged[field.key()] = field.value();
+      }
+    }
+    messages.emplace_back(std::move(tagged));
+  }
+  EXPECT_EQ(MessagesFrame(12, "t", batch, 41), json::serialize(frame));
+  json::object one;
+  one["type"] = "message";
+  one["subscription"] = 12;
+  for (auto& field : messages[0].as_object()) one[field.key()] = field.value();
+  EXPECT_EQ(MessageFrame(12, "t", batch[0], 41), json::serialize(one));
+  // The largest tag a subscription could reach.
+  json::value big = json::parse(MessageFrame(1, "t", batch[0], uint64_t{INT64_MAX}));
+  EXPECT_EQ(big.at("delivery_tag").as_int64(), INT64_MAX);
+}
+
 TEST(WsFramesTest, PublishedFrameMatchesTheDom) {
   const std::vector<broker::PublishResult> results = {{0, 10, false}, {2, 11, true}};
   for (const char* request : {"", "17", "\"r-1\"", "{\"a\":[1,2]}"}) {
