@@ -22,7 +22,8 @@ class Handler {
   static constexpr size_t max_key_size = static_cast<size_t>(-1);
   static constexpr size_t max_string_size = static_cast<size_t>(-1);
 
-  explicit Handler(absl::FunctionRef<void(bool, absl::string_view, absl::string_view)> delivery)
+  explicit Handler(
+      absl::FunctionRef<void(bool, absl::string_view, absl::string_view, uint64_t)> delivery)
       : delivery_(delivery) {}
 
   bool saw_type_messages() const { return type_is_messages_; }
@@ -49,11 +50,14 @@ class Handler {
     if (depth_ == 3 && in_messages_) {
       has_value_ = false;
       has_token_ = false;
+      tag_ = 0;
     }
     return true;
   }
   bool on_object_end(size_t, ec_t&) {
-    if (depth_ == 3 && in_messages_) delivery_(has_value_ && has_token_, value_, token_);
+    if (depth_ == 3 && in_messages_) {
+      delivery_(has_value_ && (has_token_ || tag_ > 0), value_, token_, tag_);
+    }
     --depth_;
     return true;
   }
@@ -70,6 +74,7 @@ class Handler {
     } else if (depth_ == 3 && in_messages_) {
       if (key == "value") field_ = Field::kValue;
       if (key == "delivery_token") field_ = Field::kToken;
+      if (key == "delivery_tag") field_ = Field::kTag;
     }
     key_.clear();
     return true;
@@ -97,7 +102,12 @@ class Handler {
     return true;
   }
   bool on_number_part(json::string_view, ec_t&) { return true; }
-  bool on_int64(int64_t, json::string_view, ec_t&) { return Scalar(); }
+  bool on_int64(int64_t v, json::string_view, ec_t&) {
+    if (depth_ == 3 && in_messages_ && field_ == Field::kTag && v > 0) {
+      tag_ = static_cast<uint64_t>(v);
+    }
+    return Scalar();
+  }
   bool on_uint64(uint64_t, json::string_view, ec_t&) { return Scalar(); }
   bool on_double(double, json::string_view, ec_t&) { return Scalar(); }
   bool on_bool(bool, ec_t&) { return Scalar(); }
@@ -106,7 +116,7 @@ class Handler {
   bool on_comment(json::string_view, ec_t&) { return true; }
 
  private:
-  enum class Field { kOther, kType, kMessages, kValue, kToken };
+  enum class Field { kOther, kType, kMessages, kValue, kToken, kTag };
 
   // A key or string that may have come in parts (on_*_part gathered
   // them in `*parts`): `last` alone, or the parts with `last` appended.
@@ -117,13 +127,13 @@ class Handler {
   }
 
   // An element of "messages" that is not an object.
-  void NotADelivery() { delivery_(false, {}, {}); }
+  void NotADelivery() { delivery_(false, {}, {}, 0); }
   bool Scalar() {
     if (depth_ == 2 && in_messages_) NotADelivery();
     return true;
   }
 
-  absl::FunctionRef<void(bool, absl::string_view, absl::string_view)> delivery_;
+  absl::FunctionRef<void(bool, absl::string_view, absl::string_view, uint64_t)> delivery_;
   int depth_ = 0;
   Field field_ = Field::kOther;  // the last key's meaning
   bool type_is_messages_ = false;
@@ -131,6 +141,7 @@ class Handler {
   bool in_messages_ = false;
   bool has_value_ = false;
   bool has_token_ = false;
+  uint64_t tag_ = 0;  // 0: none
   // Reused across deliveries: no allocation once they are large enough.
   std::string key_, part_, value_, token_;
 };
@@ -143,7 +154,8 @@ bool LooksLikeMessagesFrame(absl::string_view frame) {
 
 absl::Status ForEachDelivery(
     absl::string_view frame,
-    absl::FunctionRef<void(bool ok, absl::string_view value, absl::string_view token)> delivery) {
+    absl::FunctionRef<void(bool ok, absl::string_view value, absl::string_view token, uint64_t tag)>
+        delivery) {
   json::basic_parser<Handler> parser(json::parse_options(), delivery);
   ec_t ec;
   const size_t consumed = parser.write_some(false, frame.data(), frame.size(), ec);

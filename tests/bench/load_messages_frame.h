@@ -7,6 +7,8 @@
 #ifndef ONCE_TESTS_BENCH_LOAD_MESSAGES_FRAME_H_
 #define ONCE_TESTS_BENCH_LOAD_MESSAGES_FRAME_H_
 
+#include <cstdint>
+
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -18,14 +20,17 @@ namespace once::load {
 // the DOM.
 bool LooksLikeMessagesFrame(absl::string_view frame);
 
-// Calls `delivery(value, token)` for each element of the frame's
-// "messages" array, in order. An element without a string "value" and
-// "delivery_token" is passed with `ok` false. kInvalidArgument when the
+// Calls `delivery(value, token, tag)` for each element of the frame's
+// "messages" array, in order: `token` its "delivery_token" (empty when
+// none), `tag` its "delivery_tag" (0 when none). An element without a
+// string "value" and either of those is passed with `ok` false.
+// kInvalidArgument when the
 // frame is not valid JSON, or its "type" is not "messages", or it has no
 // "messages" array.
 absl::Status ForEachDelivery(
     absl::string_view frame,
-    absl::FunctionRef<void(bool ok, absl::string_view value, absl::string_view token)> delivery);
+    absl::FunctionRef<void(bool ok, absl::string_view value, absl::string_view token, uint64_t tag)>
+        delivery);
 
 }  // namespace once::load
 

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "broker/consumer_group.h"
 #include "coordinator/ws_frames.h"
 #include "gtest/gtest.h"
@@ -16,13 +17,15 @@ namespace {
 struct Seen {
   bool ok;
   std::string value, token;
+  uint64_t tag;
 };
 
 absl::StatusOr<std::vector<Seen>> Read(absl::string_view frame) {
   std::vector<Seen> seen;
-  absl::Status s = ForEachDelivery(frame, [&](bool ok, absl::string_view v, absl::string_view t) {
-    seen.push_back({ok, std::string(v), std::string(t)});
-  });
+  absl::Status s =
+      ForEachDelivery(frame, [&](bool ok, absl::string_view v, absl::string_view t, uint64_t tag) {
+        seen.push_back({ok, std::string(v), std::string(t), tag});
+      });
   if (!s.ok()) return s;
   return seen;
 }
@@ -32,7 +35,7 @@ TEST(LoadMessagesFrameTest, ReadsTheServicesFrames) {
   for (int i = 0; i < 3; ++i) {
     batch[i].partition = i;
     batch[i].record.offset = 100 + i;
-    batch[i].token = "token-" + std::to_string(i);
+    batch[i].token = absl::StrCat("token-", i);
     batch[i].delivery_count = 1;
   }
   batch[0].record.value = "0000018bcfe56800xxxx";
@@ -51,6 +54,29 @@ TEST(LoadMessagesFrameTest, ReadsTheServicesFrames) {
     EXPECT_EQ((*seen)[i].value, batch[i].record.value);
     EXPECT_EQ((*seen)[i].token, batch[i].token);
   }
+}
+
+TEST(LoadMessagesFrameTest, ReadsTaggedFrames) {
+  std::vector<broker::Delivery> batch(2);
+  for (int i = 0; i < 2; ++i) {
+    batch[i].record.offset = i;
+    batch[i].record.value = absl::StrCat("0000018bcfe56800", i);
+    batch[i].delivery_count = 1;
+  }
+  absl::StatusOr<std::vector<Seen>> seen = Read(coordinator::MessagesFrame(3, "t", batch, 77));
+  ASSERT_TRUE(seen.ok()) << seen.status();
+  ASSERT_EQ(seen->size(), 2u);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_TRUE((*seen)[i].ok);
+    EXPECT_EQ((*seen)[i].tag, 77u + i);
+    EXPECT_TRUE((*seen)[i].token.empty());
+  }
+  // A tag that is not a positive integer is no tag.
+  seen = Read(R"({"type":"messages","messages":[{"value":"v","delivery_tag":0},)"
+              R"({"value":"v","delivery_tag":"1"},{"value":"v","delivery_tag":-3}]})");
+  ASSERT_TRUE(seen.ok()) << seen.status();
+  ASSERT_EQ(seen->size(), 3u);
+  for (const Seen& s : *seen) EXPECT_FALSE(s.ok);
 }
 
 TEST(LoadMessagesFrameTest, FlagsElementsThatAreNotDeliveries) {

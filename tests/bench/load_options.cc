@@ -92,6 +92,7 @@ std::string LoadUsage() {
          "  --topic=NAME --keep-topic     use this topic name; do not delete it\n"
          "  --client-threads=N            the driver's WebSocket I/O threads [1]\n"
          "  --ws-batch=true|false         batched delivery frames (\"messages\") [true]\n"
+         "  --delivery-tags=true|false    ws: ack by delivery tag (up_to), not token [true]\n"
          "  --backlog                     ws: consume only after publishing, from the backlog\n";
 }
 
@@ -163,14 +164,19 @@ absl::StatusOr<LoadOptions> ParseLoadOptions(const std::vector<std::string>& arg
       {"keep-topic",
        [&](const std::string& v) { return ParseBool("keep-topic", v, &o.keep_topic); }},
       {"ws-batch", [&](const std::string& v) { return ParseBool("ws-batch", v, &o.ws_batch); }},
+      {"delivery-tags",
+       [&](const std::string& v) { return ParseBool("delivery-tags", v, &o.delivery_tags); }},
       {"backlog", [&](const std::string& v) { return ParseBool("backlog", v, &o.backlog); }},
       {"client-threads",
        [&](const std::string& v) {
          return ParseInt("client-threads", v, 1, 16, &o.client_threads);
        }},
   };
-  const std::map<std::string, bool> booleans = {
-      {"json", true}, {"keep-topic", true}, {"ws-batch", true}, {"backlog", true}};
+  const std::map<std::string, bool> booleans = {{"json", true},
+                                                {"keep-topic", true},
+                                                {"ws-batch", true},
+                                                {"delivery-tags", true},
+                                                {"backlog", true}};
   for (size_t i = 0; i < args.size(); ++i) {
     absl::string_view arg = args[i];
     if (!absl::StartsWith(arg, "--")) {

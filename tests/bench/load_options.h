@@ -31,7 +31,7 @@ struct LoadOptions {
   int message_bytes = 256;      // value size; >= 16 (the timestamp)
   int inflight = 8;             // WebSocket publish frames outstanding per connection (closed loop)
   int credits = 2000;           // WebSocket credits per subscription; HTTP fetch max
-  int ack_batch = 128;          // tokens per ack
+  int ack_batch = 128;          // deliveries per ack
   double drain_timeout_s = 30;  // after publishing stops, wait this long for consumers
   std::string topic;            // default: a fresh "once-load-<pid>-<time>"
   bool keep_topic = false;      // else deleted at the end
@@ -39,6 +39,10 @@ struct LoadOptions {
   // WebSocket subscriptions ask for batched delivery ("messages" frames)
   // instead of one "message" frame per delivery.
   bool ws_batch = true;
+  // WebSocket subscriptions ask for delivery tags (numbers, acked with
+  // one "up_to" per ack) instead of delivery tokens (each acked by its
+  // 66-character text).
+  bool delivery_tags = true;
   // WebSocket only: the consumers start once publishing is over, on the
   // backlog it left, so consume+ack msg/s is the consumers' own rate rather
   // than the publishers' (consumption cannot outrun publishing when both

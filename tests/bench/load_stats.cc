@@ -54,6 +54,7 @@ std::string FormatResult(const LoadResult& r, bool json) {
     j["rate"] = o.rate;
     j["duration_s"] = o.duration_s;
     j["backlog"] = o.backlog;
+    j["delivery_tags"] = o.delivery_tags;
     j["message_bytes"] = o.message_bytes;
     j["published"] = r.published;
     j["delivered"] = r.consumed;

@@ -145,15 +145,15 @@ void WsConnection::HandleFrame(const char* data, size_t size) {
   const json::string_view text(data, size);
   if (LooksLikeMessagesFrame(absl::string_view(data, size))) {
     const int64_t now = NowNanos();
-    absl::Status read =
-        ForEachDelivery(absl::string_view(data, size),
-                        [&](bool ok, absl::string_view value, absl::string_view token) {
-                          if (!ok) {
-                            counters_->Error("delivery without value or delivery_token");
-                            return;
-                          }
-                          HandleDelivery(value, token, now);
-                        });
+    absl::Status read = ForEachDelivery(
+        absl::string_view(data, size),
+        [&](bool ok, absl::string_view value, absl::string_view token, uint64_t tag) {
+          if (!ok) {
+            counters_->Error("delivery without value or delivery token or tag");
+            return;
+          }
+          HandleDelivery(value, token, tag, now);
+        });
     if (!read.ok()) {
       counters_->Error(absl::StrCat(read.message(), ": ", std::string(text.substr(0, 200))));
     }
@@ -226,16 +226,22 @@ void WsConnection::HandleFrame(const char* data, size_t size) {
 void WsConnection::HandleDelivery(const json::object& m, int64_t now) {
   const json::value* value = m.if_contains("value");
   const json::value* token = m.if_contains("delivery_token");
-  if (value == nullptr || !value->is_string() || token == nullptr || !token->is_string()) {
-    counters_->Error("delivery without value or delivery_token");
+  const json::value* tag = m.if_contains("delivery_tag");
+  const bool has_token = token != nullptr && token->is_string();
+  const bool has_tag = tag != nullptr && tag->is_int64() && tag->get_int64() > 0;
+  if (value == nullptr || !value->is_string() || !(has_token || has_tag)) {
+    counters_->Error("delivery without value or delivery token or tag");
     return;
   }
   const json::string_view v = value->get_string();
-  const json::string_view t = token->get_string();
-  HandleDelivery(absl::string_view(v.data(), v.size()), absl::string_view(t.data(), t.size()), now);
+  const json::string_view t =
+      has_token ? json::string_view(token->get_string()) : json::string_view();
+  HandleDelivery(absl::string_view(v.data(), v.size()), absl::string_view(t.data(), t.size()),
+                 has_tag ? static_cast<uint64_t>(tag->get_int64()) : 0, now);
 }
 
-void WsConnection::HandleDelivery(absl::string_view value, absl::string_view token, int64_t now) {
+void WsConnection::HandleDelivery(absl::string_view value, absl::string_view token, uint64_t tag,
+                                  int64_t now) {
   absl::StatusOr<int64_t> sent = PayloadTime(value);
   if (!sent.ok()) {
     counters_->Error(sent.status().ToString());
@@ -243,8 +249,15 @@ void WsConnection::HandleDelivery(absl::string_view value, absl::string_view tok
     latencies_.push_back(now - *sent);
   }
   counters_->consumed.fetch_add(1, std::memory_order_relaxed);
-  pending_tokens_.emplace_back(token);
-  if (static_cast<int>(pending_tokens_.size()) >= options_.ack_batch) {
+  int pending = 0;
+  if (tag > 0) {
+    last_tag_ = std::max(last_tag_, tag);
+    pending = ++pending_tags_;
+  } else {
+    pending_tokens_.emplace_back(token);
+    pending = static_cast<int>(pending_tokens_.size());
+  }
+  if (pending >= options_.ack_batch) {
     FlushAcks();
   } else if (!flush_armed_) {
     flush_armed_ = true;
@@ -316,12 +329,22 @@ void WsConnection::SchedulePaced() {
 
 void WsConnection::Subscribe() {
   Send(absl::StrCat("{\"type\":\"subscribe\",\"request\":0,\"topic\":\"", topic_, "\",\"group\":\"",
-                    group_, "\",\"consumer\":\"once-load-", index_, "\",\"credits\":",
-                    options_.credits, options_.ws_batch ? ",\"batch\":true}" : "}"));
+                    group_, "\",\"consumer\":\"once-load-", index_,
+                    "\",\"credits\":", options_.credits, options_.ws_batch ? ",\"batch\":true" : "",
+                    options_.delivery_tags ? ",\"delivery_tags\":true}" : "}"));
 }
 
 void WsConnection::FlushAcks() {
-  if (pending_tokens_.empty() || subscription_ < 0) return;
+  if (subscription_ < 0) return;
+  if (pending_tags_ > 0) {
+    // Every tag up to the highest seen: they arrive in order.
+    Send(absl::StrCat("{\"type\":\"ack\",\"request\":", next_request_++,
+                      ",\"subscription\":", subscription_, ",\"up_to\":", last_tag_, "}"));
+    Send(absl::StrCat("{\"type\":\"credit\",\"subscription\":", subscription_,
+                      ",\"credits\":", pending_tags_, "}"));
+    pending_tags_ = 0;
+  }
+  if (pending_tokens_.empty()) return;
   std::string frame;
   frame.reserve(pending_tokens_.size() * 72 + 96);
   absl::StrAppend(&frame, "{\"type\":\"ack\",\"request\":", next_request_++,

@@ -55,7 +55,8 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   void HandleFrame(const char* data, size_t size);
   // One delivery (a "message" frame, or an element of a "messages" one).
   void HandleDelivery(const boost::json::object& m, int64_t now);
-  void HandleDelivery(absl::string_view value, absl::string_view token, int64_t now);
+  // A delivery with its token, or (subscribed with delivery tags) its tag.
+  void HandleDelivery(absl::string_view value, absl::string_view token, uint64_t tag, int64_t now);
   void Send(std::string frame);
   void DoWrite();
 
@@ -93,6 +94,8 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   // Consumer.
   int64_t subscription_ = -1;
   std::vector<std::string> pending_tokens_;
+  int pending_tags_ = 0;  // delivery tags not acked yet, the highest:
+  uint64_t last_tag_ = 0;
   bool flush_armed_ = false;
   std::vector<int64_t> latencies_;
   unsigned char parse_buffer_[64 << 10];
