@@ -6,6 +6,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "boost/json/array.hpp"
 #include "boost/json/parse.hpp"
 #include "boost/json/serialize.hpp"
 #include "schema/status_macros.h"
@@ -49,8 +50,8 @@ absl::StatusOr<StreamMessage> DecodeStreamMessage(const json::object& o) {
   StreamMessage out;
   Message& m = out.message;
   ONCE_ASSIGN_OR_RETURN(out.subscription, GetUnsigned(o, "subscription"));
-  ONCE_ASSIGN_OR_RETURN(out.token, GetString(o, "delivery_token"));
-  if (out.token.empty()) return Violation("empty \"delivery_token\"");
+  ONCE_ASSIGN_OR_RETURN(out.tag, GetUnsigned(o, "delivery_tag"));
+  if (out.tag == 0) return Violation("\"delivery_tag\" 0");
   ONCE_ASSIGN_OR_RETURN(m.id, GetString(o, "id"));
   if (m.id.empty()) return Violation("empty message \"id\"");
   ONCE_ASSIGN_OR_RETURN(const uint64_t partition, GetUnsigned(o, "partition"));
@@ -94,21 +95,21 @@ size_t StreamSession::ack_batch_max() const {
   return std::clamp<size_t>(env_.options->window / 2, 1, kMaxAckBatch);
 }
 
-void StreamSession::Settle(std::string token) {
+void StreamSession::Settle(uint64_t tag) {
   // The credit goes at once: it costs the server nothing durable, and
   // holding credits back starves its pushes (measured: batching credits
   // with the acks cut the at-least-once rate by a third).
   Send(json::object{{"type", "credit"}, {"subscription", subscription_}, {"credits", 1}});
-  if (token.empty()) return;
-  pending_acks_.emplace_back(json::string(token));
-  if (pending_acks_.size() >= ack_batch_max()) (void)Flush();  // cannot fail
+  if (tag == 0) return;
+  ++pending_acks_;
+  last_tag_ = std::max(last_tag_, tag);
+  if (pending_acks_ >= ack_batch_max()) (void)Flush();  // cannot fail
 }
 
 absl::Status StreamSession::Flush() {
-  if (state_ != State::kOpen || pending_acks_.empty()) return absl::OkStatus();
-  Send(json::object{{"type", "ack"},
-                    {"subscription", subscription_},
-                    {"tokens", std::exchange(pending_acks_, json::array())}});
+  if (state_ != State::kOpen || pending_acks_ == 0) return absl::OkStatus();
+  Send(json::object{{"type", "ack"}, {"subscription", subscription_}, {"up_to", last_tag_}});
+  pending_acks_ = 0;
   return absl::OkStatus();
 }
 
@@ -118,7 +119,8 @@ absl::Status StreamSession::Start() {
                     {"topic", o.topic},
                     {"group", o.group},
                     {"consumer", o.participant_id},
-                    {"credits", o.window}});
+                    {"credits", o.window},
+                    {"delivery_tags", true}});
   state_ = State::kSubscribing;
   return absl::OkStatus();
 }
@@ -170,7 +172,7 @@ absl::Status StreamSession::OnMessage(const json::object& o) {
         ++s.acks;
         ++s.messages_skipped;
       });
-      Settle(std::move(sm.token));
+      Settle(sm.tag);
       return absl::OkStatus();
     }
   }
@@ -195,16 +197,16 @@ absl::Status StreamSession::OnMessage(const json::object& o) {
     });
     Send(json::object{{"type", "nack"},
                       {"subscription", subscription_},
-                      {"tokens", json::array{json::value(sm.token)}},
+                      {"delivery_tags", json::array{json::value(sm.tag)}},
                       {"requeue", true}});
-    Settle("");  // its credit only
+    Settle(0);  // its credit only
   } else {
     // Counted before the ack goes out: whoever sees the ack sees the count.
     env_.stats->Update([applied](ParticipantStats& s) {
       ++s.acks;
       ++(applied ? s.messages_applied : s.messages_skipped);
     });
-    Settle(std::move(sm.token));
+    Settle(sm.tag);
   }
   return absl::OkStatus();
 }

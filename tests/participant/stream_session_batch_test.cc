@@ -23,10 +23,13 @@ namespace json = boost::json;
 using ::testing::ElementsAre;
 using ::testing::Pair;
 
-std::string MessageFrame(uint64_t offset, const std::string& value) {
+// A delivery of `offset` under delivery tag `tag` (default: offset + 1,
+// as a first pass over the partition numbers them).
+std::string MessageFrame(uint64_t offset, const std::string& value, uint64_t tag = 0) {
   return absl::StrCat(R"({"type":"message","subscription":1,"id":"payments/0/)", offset,
                       R"(","partition":0,"offset":)", offset, R"(,"value":")", value,
-                      R"(","delivery_token":"tok-)", offset, R"(","delivery_count":1})");
+                      R"(","delivery_tag":)", tag == 0 ? offset + 1 : tag,
+                      R"(,"delivery_count":1})");
 }
 
 class StreamSessionBatchTest : public ::testing::Test {
@@ -70,9 +73,17 @@ class StreamSessionBatchTest : public ::testing::Test {
     }
     return out;
   }
-  static std::vector<std::string> Tokens(const json::object& ack) {
-    std::vector<std::string> out;
-    for (const json::value& t : ack.at("tokens").as_array()) out.emplace_back(t.as_string());
+  // An ack's "up_to" (every tag held back up to it).
+  static int64_t UpTo(const json::object& ack) {
+    EXPECT_FALSE(ack.contains("tokens"));
+    EXPECT_FALSE(ack.contains("delivery_tags"));
+    return ack.at("up_to").to_number<int64_t>();
+  }
+  static std::vector<int64_t> Tags(const json::object& nack) {
+    std::vector<int64_t> out;
+    for (const json::value& t : nack.at("delivery_tags").as_array()) {
+      out.push_back(t.to_number<int64_t>());
+    }
     return out;
   }
 
@@ -102,7 +113,7 @@ TEST_F(StreamSessionBatchTest, ABurstIsAckedByOneFrameAtFlush) {
   EXPECT_FALSE(session_->pending());
   ASSERT_EQ(Sent("ack").size(), 1u);
   EXPECT_EQ(Sent("ack")[0].at("subscription").to_number<int64_t>(), 1);
-  EXPECT_THAT(Tokens(Sent("ack")[0]), ElementsAre("tok-0", "tok-1", "tok-2", "tok-3", "tok-4"));
+  EXPECT_EQ(UpTo(Sent("ack")[0]), 5);  // tags 1..5
   // Nothing more to send.
   const size_t frames = sent_.size();
   ONCE_ASSERT_OK(session_->Flush());
@@ -116,7 +127,7 @@ TEST_F(StreamSessionBatchTest, HalfTheWindowHeldBackFlushesWithoutWaiting) {
   EXPECT_TRUE(Sent("ack").empty());
   ONCE_ASSERT_OK(session_->OnFrame(MessageFrame(1, "bob:1"), true));
   ASSERT_EQ(Sent("ack").size(), 1u);
-  EXPECT_THAT(Tokens(Sent("ack")[0]), ElementsAre("tok-0", "tok-1"));
+  EXPECT_EQ(UpTo(Sent("ack")[0]), 2);
   EXPECT_EQ(Sent("credit").size(), 2u);
   EXPECT_FALSE(session_->pending());
 }
@@ -134,24 +145,47 @@ TEST_F(StreamSessionBatchTest, NacksAndCreditsGoAtOnce) {
   ONCE_ASSERT_OK(session_->OnFrame(MessageFrame(0, "carol:1"), true));
   ONCE_ASSERT_OK(session_->OnFrame(MessageFrame(1, "fail"), true));
   ASSERT_EQ(Sent("nack").size(), 1u);
-  EXPECT_THAT(Tokens(Sent("nack")[0]), ElementsAre("tok-1"));
+  EXPECT_THAT(Tags(Sent("nack")[0]), ElementsAre(2));
+  EXPECT_TRUE(Sent("nack")[0].at("requeue").as_bool());
   EXPECT_EQ(Sent("credit").size(), 2u);
   EXPECT_TRUE(Sent("ack").empty());
   ONCE_ASSERT_OK(session_->Flush());
   ASSERT_EQ(Sent("ack").size(), 1u);
-  EXPECT_THAT(Tokens(Sent("ack")[0]), ElementsAre("tok-0"));
+  // Up to the last held back tag: 1 (the nacked 2 is not held back).
+  EXPECT_EQ(UpTo(Sent("ack")[0]), 1);
+}
+
+// A nacked tag between held-back ones: "up_to" the highest covers them
+// and not the nacked one, which the nack already took off the server's
+// list.
+TEST_F(StreamSessionBatchTest, UpToSpansANackedTag) {
+  Open(/*window=*/64, Mode::kAtLeastOnce);
+  ONCE_ASSERT_OK(session_->OnFrame(MessageFrame(0, "carol:1"), true));
+  ONCE_ASSERT_OK(session_->OnFrame(MessageFrame(1, "fail"), true));
+  ONCE_ASSERT_OK(session_->OnFrame(MessageFrame(2, "carol:1"), true));
+  ONCE_ASSERT_OK(session_->Flush());
+  ASSERT_EQ(Sent("nack").size(), 1u);
+  ASSERT_EQ(Sent("ack").size(), 1u);
+  // The nack was sent before the ack: the server settles it first.
+  size_t nack_at = 0, ack_at = 0;
+  for (size_t i = 0; i < sent_.size(); ++i) {
+    if (sent_[i].at("type").as_string() == "nack") nack_at = i;
+    if (sent_[i].at("type").as_string() == "ack") ack_at = i;
+  }
+  EXPECT_LT(nack_at, ack_at);
+  EXPECT_EQ(UpTo(Sent("ack")[0]), 3);
+  EXPECT_EQ(stats_.Get().acks, 2u);
 }
 
 TEST_F(StreamSessionBatchTest, AppliedDuplicatesAreAckedInTheBatchToo) {
   Open(/*window=*/64);
   ONCE_ASSERT_OK(session_->OnFrame(MessageFrame(0, "dave:3"), true));
   // The same message again (redelivered): skipped, but acked.
-  std::string again = MessageFrame(0, "dave:3");
-  again.replace(again.find("tok-0"), 5, "tok-9");
-  ONCE_ASSERT_OK(session_->OnFrame(again, true));
+  ONCE_ASSERT_OK(session_->OnFrame(MessageFrame(0, "dave:3", /*tag=*/9), true));
   ONCE_ASSERT_OK(session_->Flush());
   ASSERT_EQ(Sent("ack").size(), 1u);
-  EXPECT_THAT(Tokens(Sent("ack")[0]), ElementsAre("tok-0", "tok-9"));
+  EXPECT_EQ(UpTo(Sent("ack")[0]), 9);
+  EXPECT_EQ(stats_.Get().acks, 2u);
   EXPECT_THAT(*testing::Balances(resource_.get()), ElementsAre(Pair("dave", 3)));
 }
 

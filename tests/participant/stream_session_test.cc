@@ -22,15 +22,17 @@ using ::testing::IsEmpty;
 using ::testing::Pair;
 
 std::string MessageFrame(uint64_t subscription, uint64_t offset, const std::string& value,
-                         const std::string& token) {
+                         uint64_t tag) {
   return absl::StrCat(R"({"type":"message","subscription":)", subscription, R"(,"id":"payments/0/)",
                       offset, R"(","partition":0,"offset":)", offset,
-                      R"(,"timestamp_ms":1795622170360,"value":")", value,
-                      R"(","delivery_token":")", token, R"(","delivery_count":1})");
+                      R"(,"timestamp_ms":1795622170360,"value":")", value, R"(","delivery_tag":)",
+                      tag, R"(,"delivery_count":1})");
 }
 
-std::string FirstToken(const json::object& o) {
-  return std::string(o.at("tokens").as_array().at(0).as_string());
+// The tag an ack ("up_to") or a nack (its one "delivery_tags") names.
+int64_t TagOf(const json::object& o) {
+  if (o.contains("up_to")) return o.at("up_to").to_number<int64_t>();
+  return o.at("delivery_tags").as_array().at(0).to_number<int64_t>();
 }
 
 class StreamSessionTest : public ::testing::Test {
@@ -67,6 +69,7 @@ class StreamSessionTest : public ::testing::Test {
     EXPECT_EQ(sub->at("type").as_string(), "subscribe");
     EXPECT_EQ(sub->at("consumer").as_string(), "worker-1");
     EXPECT_EQ(sub->at("credits").to_number<int64_t>(), 8);
+    EXPECT_TRUE(sub->at("delivery_tags").as_bool());
     fake_.SendText(n, absl::StrCat(R"({"type":"subscribed","subscription":)", s,
                                    R"(,"topic":"payments","group":"ledger"})"));
   }
@@ -80,17 +83,17 @@ class StreamSessionTest : public ::testing::Test {
 TEST_F(StreamSessionTest, IdempotentAppliesADuplicateOnceAndAcksBoth) {
   Start(Mode::kIdempotent);
   Subscribe(1, 3);
-  fake_.SendText(1, MessageFrame(3, 0, "alice:10", "tok-1"));
+  fake_.SendText(1, MessageFrame(3, 0, "alice:10", 1));
   // The credit goes back at once; the ack at the end of the burst.
   ONCE_ASSERT_OK_AND_ASSIGN(json::object credit, fake_.ReceiveType(1, "credit"));
   EXPECT_EQ(credit.at("credits").to_number<int64_t>(), 1);
   ONCE_ASSERT_OK_AND_ASSIGN(json::object ack, fake_.ReceiveType(1, "ack"));
-  EXPECT_EQ(FirstToken(ack), "tok-1");
+  EXPECT_EQ(TagOf(ack), 1);
   EXPECT_EQ(ack.at("subscription").to_number<int64_t>(), 3);
   // The same message redelivered (a lease expired before the ack landed).
-  fake_.SendText(1, MessageFrame(3, 0, "alice:10", "tok-2"));
+  fake_.SendText(1, MessageFrame(3, 0, "alice:10", 2));
   ONCE_ASSERT_OK_AND_ASSIGN(ack, fake_.ReceiveType(1, "ack"));
-  EXPECT_EQ(FirstToken(ack), "tok-2");
+  EXPECT_EQ(TagOf(ack), 2);
   EXPECT_THAT(*testing::Balances(resource_.get()), ElementsAre(Pair("alice", 10)));
   ONCE_EXPECT_OK(testing::CheckLedger(resource_.get()));
   const ParticipantStats s = participant_->stats();
@@ -102,18 +105,20 @@ TEST_F(StreamSessionTest, IdempotentAppliesADuplicateOnceAndAcksBoth) {
 TEST_F(StreamSessionTest, IdempotentDuplicateAcrossAReconnectIsSkipped) {
   Start(Mode::kIdempotent);
   Subscribe(1, 1);
-  fake_.SendText(1, MessageFrame(1, 4, "bob:2", "tok-1"));
+  fake_.SendText(1, MessageFrame(1, 4, "bob:2", 1));
   ONCE_ASSERT_OK(fake_.ReceiveType(1, "ack").status());
   fake_.SendText(1, "not json");
   ASSERT_TRUE(fake_.WaitClosed(1));
   Subscribe(2, 2);
-  fake_.SendText(2, MessageFrame(2, 4, "bob:2", "tok-9"));
+  // The new subscription numbers its deliveries from 1 again.
+  fake_.SendText(2, MessageFrame(2, 4, "bob:2", 1));
   ONCE_ASSERT_OK_AND_ASSIGN(json::object ack, fake_.ReceiveType(2, "ack"));
-  EXPECT_EQ(FirstToken(ack), "tok-9");
+  EXPECT_EQ(TagOf(ack), 1);
+  EXPECT_EQ(ack.at("subscription").to_number<int64_t>(), 2);
   EXPECT_THAT(*testing::Balances(resource_.get()), ElementsAre(Pair("bob", 2)));
 }
 
-// A burst of messages through the real SDK loop: every token is acked
+// A burst of messages through the real SDK loop: every tag is acked
 // exactly once, in order, and every credit given back, however the acks
 // were batched (at most 4 per frame with a window of 8).
 TEST_F(StreamSessionTest, ABurstIsAckedOnceAndCreditedInFull) {
@@ -121,23 +126,23 @@ TEST_F(StreamSessionTest, ABurstIsAckedOnceAndCreditedInFull) {
   Subscribe(1, 3);
   constexpr int kMessages = 8;
   for (int i = 0; i < kMessages; ++i) {
-    fake_.SendText(1, MessageFrame(3, i, "erin:1", absl::StrCat("tok-", i)));
+    fake_.SendText(1, MessageFrame(3, i, "erin:1", i + 1));
   }
-  std::vector<std::string> acked;
+  int64_t acked_up_to = 0;
   int64_t credits = 0;
-  for (int frames = 0; (acked.size() < kMessages || credits < kMessages) && frames < 4 * kMessages;
+  for (int frames = 0; (acked_up_to < kMessages || credits < kMessages) && frames < 4 * kMessages;
        ++frames) {
     ONCE_ASSERT_OK_AND_ASSIGN(json::object f, fake_.Receive(1));
     if (f.at("type").as_string() == "ack") {
-      EXPECT_LE(f.at("tokens").as_array().size(), 4u);
-      for (const json::value& t : f.at("tokens").as_array()) acked.emplace_back(t.as_string());
+      const int64_t up_to = TagOf(f);
+      EXPECT_GT(up_to, acked_up_to);
+      EXPECT_LE(up_to - acked_up_to, 4);
+      acked_up_to = up_to;
     } else if (f.at("type").as_string() == "credit") {
       credits += f.at("credits").to_number<int64_t>();
     }
   }
-  std::vector<std::string> expected;
-  for (int i = 0; i < kMessages; ++i) expected.push_back(absl::StrCat("tok-", i));
-  EXPECT_EQ(acked, expected);
+  EXPECT_EQ(acked_up_to, kMessages);
   EXPECT_EQ(credits, kMessages);
   EXPECT_THAT(*testing::Balances(resource_.get()), ElementsAre(Pair("erin", kMessages)));
 }
@@ -145,9 +150,9 @@ TEST_F(StreamSessionTest, ABurstIsAckedOnceAndCreditedInFull) {
 TEST_F(StreamSessionTest, HandlerFailureNacksWithRequeue) {
   Start(Mode::kIdempotent);
   Subscribe(1, 1);
-  fake_.SendText(1, MessageFrame(1, 0, "fail", "tok-1"));
+  fake_.SendText(1, MessageFrame(1, 0, "fail", 1));
   ONCE_ASSERT_OK_AND_ASSIGN(json::object nack, fake_.ReceiveType(1, "nack"));
-  EXPECT_EQ(FirstToken(nack), "tok-1");
+  EXPECT_EQ(TagOf(nack), 1);
   EXPECT_TRUE(nack.at("requeue").as_bool());
   EXPECT_FALSE(*resource_->IsCommitted("payments/0/0"));
   EXPECT_EQ(participant_->stats().nacks, 1u);
@@ -166,9 +171,9 @@ absl::Status BalanceOnly(const Message& m, Staging& staging) {
 TEST_F(StreamSessionTest, AtLeastOnceAppliesEachDelivery) {
   Start(Mode::kAtLeastOnce, BalanceOnly);
   Subscribe(1, 1);
-  fake_.SendText(1, MessageFrame(1, 0, "x", "tok-1"));
+  fake_.SendText(1, MessageFrame(1, 0, "x", 1));
   ONCE_ASSERT_OK(fake_.ReceiveType(1, "ack").status());
-  fake_.SendText(1, MessageFrame(1, 0, "x", "tok-2"));
+  fake_.SendText(1, MessageFrame(1, 0, "x", 2));
   ONCE_ASSERT_OK(fake_.ReceiveType(1, "ack").status());
   // At least once means it: a redelivery applies again, and no id is kept.
   EXPECT_THAT(*testing::Balances(resource_.get()), ElementsAre(Pair("alice", 2)));
@@ -178,13 +183,13 @@ TEST_F(StreamSessionTest, AtLeastOnceAppliesEachDelivery) {
 TEST_F(StreamSessionTest, EffectThatFailsToApplyIsNackedAndTheSessionGoesOn) {
   Start(Mode::kAtLeastOnce);
   Subscribe(1, 1);
-  fake_.SendText(1, MessageFrame(1, 0, "alice:1", "tok-1"));
+  fake_.SendText(1, MessageFrame(1, 0, "alice:1", 1));
   ONCE_ASSERT_OK(fake_.ReceiveType(1, "ack").status());
   // The ledger's payments row is keyed by the message id: a redelivery in
   // at-least-once mode violates it; the SDK nacks and keeps the session.
-  fake_.SendText(1, MessageFrame(1, 0, "alice:1", "tok-2"));
+  fake_.SendText(1, MessageFrame(1, 0, "alice:1", 2));
   ONCE_ASSERT_OK_AND_ASSIGN(json::object nack, fake_.ReceiveType(1, "nack"));
-  EXPECT_EQ(FirstToken(nack), "tok-2");
+  EXPECT_EQ(TagOf(nack), 2);
   EXPECT_THAT(participant_->stats().last_error, ::testing::HasSubstr("UNIQUE"));
   EXPECT_EQ(participant_->stats().session_failures, 0u);
 }
@@ -193,7 +198,7 @@ TEST_F(StreamSessionTest, StaleTokenErrorKeepsTheSession) {
   Start(Mode::kIdempotent);
   Subscribe(1, 1);
   fake_.SendText(1, R"({"type":"error","code":"stale_tokens","message":"x","status":409})");
-  fake_.SendText(1, MessageFrame(1, 0, "alice:1", "tok-1"));
+  fake_.SendText(1, MessageFrame(1, 0, "alice:1", 1));
   ONCE_ASSERT_OK(fake_.ReceiveType(1, "ack").status());
   EXPECT_EQ(participant_->stats().session_failures, 0u);
 }
@@ -233,19 +238,28 @@ INSTANTIATE_TEST_SUITE_P(
     Frames, StreamViolationTest,
     ::testing::Values(
         StreamCase{"malformed_json", true, false, "{\"type\":"},
-        StreamCase{"message_before_subscribed", false, false, MessageFrame(1, 0, "a:1", "t")},
-        StreamCase{"other_subscription", true, false, MessageFrame(2, 0, "a:1", "t")},
-        StreamCase{"missing_token", true, false,
+        StreamCase{"message_before_subscribed", false, false, MessageFrame(1, 0, "a:1", 1)},
+        StreamCase{"other_subscription", true, false, MessageFrame(2, 0, "a:1", 1)},
+        StreamCase{"missing_tag", true, false,
                    R"({"type":"message","subscription":1,"id":"p/0/0","partition":0,)"
                    R"("offset":0,"value":"a:1"})"},
+        StreamCase{"token_instead_of_tag", true, false,
+                   R"({"type":"message","subscription":1,"id":"p/0/0","partition":0,)"
+                   R"("offset":0,"value":"a:1","delivery_token":"t"})"},
+        StreamCase{"zero_tag", true, false,
+                   R"({"type":"message","subscription":1,"id":"p/0/0","partition":0,)"
+                   R"("offset":0,"value":"a:1","delivery_tag":0})"},
+        StreamCase{"string_tag", true, false,
+                   R"({"type":"message","subscription":1,"id":"p/0/0","partition":0,)"
+                   R"("offset":0,"value":"a:1","delivery_tag":"1"})"},
         StreamCase{"wrong_type_offset", true, false,
                    R"({"type":"message","subscription":1,"id":"p/0/0","partition":0,)"
-                   R"("offset":"0","value":"a:1","delivery_token":"t"})"},
+                   R"("offset":"0","value":"a:1","delivery_tag":1})"},
         StreamCase{"both_values", true, false,
                    R"({"type":"message","subscription":1,"id":"p/0/0","partition":0,)"
-                   R"("offset":0,"value":"a:1","value_b64":"YQ==","delivery_token":"t"})"},
+                   R"("offset":0,"value":"a:1","value_b64":"YQ==","delivery_tag":1})"},
         StreamCase{"unknown_type", true, false, R"({"type":"prepare"})"},
-        StreamCase{"binary_frame", true, true, MessageFrame(1, 0, "a:1", "t")},
+        StreamCase{"binary_frame", true, true, MessageFrame(1, 0, "a:1", 1)},
         StreamCase{"subscription_error", true, false,
                    R"({"type":"error","code":"group_not_found","message":"gone",)"
                    R"("subscription":1})"}),
