@@ -143,8 +143,15 @@ class WebSocketSession : public Session, public std::enable_shared_from_this<Web
   void HandleCredit(const boost::json::object& frame);
   // Takes the frame's tokens (moved out of `frame`).
   void HandleAck(boost::json::object& frame, bool nack);
-  // An ack or nack frame with "delivery_tags" or "up_to" (ws_tag_acks.cc).
+  // An ack or nack frame with "delivery_tags" or "up_to" (ws_tag_acks.cc):
+  // takes the tags still outstanding, settles their handles, answers.
+  struct TagAck;
   void HandleTagAck(const boost::json::object& frame, bool nack);
+  static TagAck TakeTags(DeliveryTags& tagged, int64_t subscription, uint64_t up_to,
+                         const std::vector<uint64_t>& tags);
+  static void SettleTags(BrokerApi* api, const std::shared_ptr<broker::ConsumerGroup>& group,
+                         bool nack, bool requeue, TagAck* ack);
+  void AnswerTagAck(const TagAck& ack, const boost::json::value* request);
   // Acks or nacks `tokens` on `groups`, each tried on the next group when
   // not the previous one's.
   static Settled Settle(BrokerApi* api,

@@ -19,39 +19,19 @@ namespace once::coordinator {
 namespace net = boost::asio;
 namespace json = boost::json;
 
-namespace {
-
-// What one tag ack frame came to: the taken handles with each one's place
-// in the request and tag, and the tags refused before settling.
-struct TagAck {
+// What one tag ack frame came to: the handles taken from the
+// subscription with each one's place (index in the request, tag), and
+// the judgement: tags refused before settling (not outstanding) and those
+// the group refused, each refusal with its tag.
+struct WebSocketSession::TagAck {
   std::vector<broker::DeliveryToken> handles;
-  std::vector<std::pair<size_t, uint64_t>> places;  // per handle: index, tag
-  std::vector<broker::TokenRefusal> refused;        // index and status; token unused
-  std::vector<uint64_t> refused_tags;               // per refusal
+  std::vector<std::pair<size_t, uint64_t>> places;  // per handle
+  broker::AckResult result;                         // refusals' tokens empty
+  std::vector<uint64_t> refused_tags;               // per result.refused
+  absl::Status failure;                             // the group's error: nothing applied
 };
 
-// {"applied": N, "refused": [{"index", "delivery_tag", "reason", "message"}]},
-// refusals in request order.
-json::object TagAckResultToJson(int64_t applied, std::vector<broker::TokenRefusal> refused,
-                                std::vector<uint64_t> tags) {
-  std::vector<size_t> order(refused.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(),
-            [&](size_t a, size_t b) { return refused[a].index < refused[b].index; });
-  json::object o;
-  o["applied"] = applied;
-  json::array list;
-  for (size_t i : order) {
-    json::object ro;
-    ro["index"] = static_cast<int64_t>(refused[i].index);
-    ro["delivery_tag"] = tags[i];
-    ro["reason"] = absl::IsInvalidArgument(refused[i].status) ? "invalid" : "stale";
-    ro["message"] = std::string(refused[i].status.message());
-    list.push_back(std::move(ro));
-  }
-  o["refused"] = std::move(list);
-  return o;
-}
+namespace {
 
 // The tags of a "delivery_tags" field: 1..kMaxTokensPerCall positive
 // integers.
@@ -125,102 +105,120 @@ void WebSocketSession::HandleTagAck(const json::object& frame, bool nack) {
   }
 
   // Taken whatever the answer: the client has handed them back.
-  TagAck ack;
-  if (up_to > 0) {
-    std::vector<DeliveryTags::Entry> taken;
-    sub->tagged.TakeThrough(static_cast<uint64_t>(up_to), &taken);
-    for (size_t i = 0; i < taken.size(); ++i) {
-      ack.handles.push_back(taken[i].second);
-      ack.places.emplace_back(i, taken[i].first);
-    }
-  } else {
-    for (size_t i = 0; i < tags.size(); ++i) {
-      if (std::optional<broker::DeliveryToken> h = sub->tagged.Take(tags[i])) {
-        ack.handles.push_back(*h);
-        ack.places.emplace_back(i, tags[i]);
-        continue;
-      }
-      const bool never = tags[i] >= sub->tagged.next_tag();
-      absl::Status refusal =
-          never ? absl::InvalidArgumentError(absl::StrCat(
-                      "delivery tag ", tags[i], " was never delivered on subscription ", id))
-                : absl::FailedPreconditionError(
-                      absl::StrCat("delivery tag ", tags[i], " of subscription ", id,
-                                   " is not outstanding: already acked or nacked"));
-      ack.refused.push_back({i, std::string(), std::move(refusal)});
-      ack.refused_tags.push_back(tags[i]);
-    }
-  }
-  if (!ack.refused.empty()) {
-    const int64_t n = static_cast<int64_t>(ack.refused.size());
+  TagAck ack = TakeTags(sub->tagged, id, static_cast<uint64_t>(up_to), tags);
+  if (!ack.result.refused.empty()) {
+    const int64_t n = static_cast<int64_t>(ack.result.refused.size());
     if (nack) {
       api_->metrics().CountNacked(sub->topic, sub->group_name, 0, n);
     } else {
       api_->metrics().CountAcked(sub->topic, sub->group_name, 0, n);
     }
   }
-
-  // Settles the taken handles and answers (on the strand).
-  auto settle = [api = api_, group = sub->group, nack, requeue](TagAck ack) {
-    Settled settled;
-    if (!ack.handles.empty()) {
-      absl::StatusOr<broker::AckResult> r = api->AckHandles(group, ack.handles, nack, requeue);
-      if (!r.ok()) {
-        settled.failure = r.status();
-        return std::make_pair(std::move(settled), std::move(ack));
-      }
-      settled.result.applied = r->applied;
-      for (broker::TokenRefusal& refusal : r->refused) {
-        const auto [index, tag] = ack.places[refusal.index];
-        refusal.index = index;
-        ack.refused.push_back(std::move(refusal));
-        ack.refused_tags.push_back(tag);
-      }
-    }
-    return std::make_pair(std::move(settled), std::move(ack));
-  };
-  auto answer = [](WebSocketSession* self, const Settled& settled, TagAck& ack,
-                   const json::value* request) {
-    if (!settled.failure.ok()) {
-      self->SendError(settled.failure, request);
-      return;
-    }
-    broker::AckResult judged;
-    judged.applied = settled.result.applied;
-    for (const broker::TokenRefusal& refusal : ack.refused) {
-      judged.refused.push_back({refusal.index, std::string(), refusal.status});
-    }
-    json::object body =
-        TagAckResultToJson(judged.applied, std::move(ack.refused), std::move(ack.refused_tags));
-    if (request != nullptr) {
-      json::object frame;
-      frame["type"] = "acked";
-      frame["request"] = *request;
-      for (auto& field : body) frame[field.key()] = std::move(field.value());
-      self->Send(frame);
-      return;
-    }
-    const absl::Status refused = BrokerApi::RefusalStatus(judged);
-    if (!refused.ok()) self->SendError(refused, nullptr, std::move(body));
-  };
-
   // Acks (and requeueing nacks) of groups in RAM are settled here; the
   // rest on a worker (network_thread_work.h).
   if ((!nack || requeue) && GroupRunsOnNetworkThread(*sub->group)) {
-    auto [settled, rest] = settle(std::move(ack));
-    answer(this, settled, rest, request);
+    SettleTags(api_, sub->group, nack, requeue, &ack);
+    AnswerTagAck(ack, request);
     return;
   }
   json::value request_copy =
       request != nullptr ? json::value(*request, json::storage_ptr()) : json::value(nullptr);
-  net::post(api_->workers(), [self = shared_from_this(), settle, answer, ack = std::move(ack),
-                              request_copy = std::move(request_copy)]() mutable {
-    auto done = settle(std::move(ack));
-    net::post(self->ws_.get_executor(), [self, answer, done = std::move(done),
-                                         request_copy = std::move(request_copy)]() mutable {
-      answer(self.get(), done.first, done.second, request_copy.is_null() ? nullptr : &request_copy);
-    });
+  net::post(
+      api_->workers(), [self = shared_from_this(), group = sub->group, nack, requeue,
+                        ack = std::move(ack), request_copy = std::move(request_copy)]() mutable {
+        SettleTags(self->api_, group, nack, requeue, &ack);
+        net::post(self->ws_.get_executor(),
+                  [self, ack = std::move(ack), request_copy = std::move(request_copy)]() mutable {
+                    self->AnswerTagAck(ack, request_copy.is_null() ? nullptr : &request_copy);
+                  });
+      });
+}
+
+WebSocketSession::TagAck WebSocketSession::TakeTags(DeliveryTags& tagged, int64_t subscription,
+                                                    uint64_t up_to,
+                                                    const std::vector<uint64_t>& tags) {
+  TagAck ack;
+  if (up_to > 0) {
+    std::vector<DeliveryTags::Entry> taken;
+    tagged.TakeThrough(up_to, &taken);
+    for (size_t i = 0; i < taken.size(); ++i) {
+      ack.handles.push_back(taken[i].second);
+      ack.places.emplace_back(i, taken[i].first);
+    }
+    return ack;
+  }
+  for (size_t i = 0; i < tags.size(); ++i) {
+    if (std::optional<broker::DeliveryToken> h = tagged.Take(tags[i])) {
+      ack.handles.push_back(*h);
+      ack.places.emplace_back(i, tags[i]);
+      continue;
+    }
+    absl::Status refusal =
+        tags[i] >= tagged.next_tag()
+            ? absl::InvalidArgumentError(absl::StrCat(
+                  "delivery tag ", tags[i], " was never delivered on subscription ", subscription))
+            : absl::FailedPreconditionError(
+                  absl::StrCat("delivery tag ", tags[i], " of subscription ", subscription,
+                               " is not outstanding: already acked or nacked"));
+    ack.result.refused.push_back({i, std::string(), std::move(refusal)});
+    ack.refused_tags.push_back(tags[i]);
+  }
+  return ack;
+}
+
+void WebSocketSession::SettleTags(BrokerApi* api,
+                                  const std::shared_ptr<broker::ConsumerGroup>& group, bool nack,
+                                  bool requeue, TagAck* ack) {
+  if (ack->handles.empty()) return;
+  absl::StatusOr<broker::AckResult> r = api->AckHandles(group, ack->handles, nack, requeue);
+  if (!r.ok()) {
+    ack->failure = r.status();
+    return;
+  }
+  ack->result.applied = r->applied;
+  for (broker::TokenRefusal& refusal : r->refused) {
+    const auto [index, tag] = ack->places[refusal.index];
+    refusal.index = index;
+    ack->result.refused.push_back(std::move(refusal));
+    ack->refused_tags.push_back(tag);
+  }
+}
+
+void WebSocketSession::AnswerTagAck(const TagAck& ack, const json::value* request) {
+  if (!ack.failure.ok()) {
+    SendError(ack.failure, request);
+    return;
+  }
+  // {"applied", "refused": [{"index", "delivery_tag", "reason", "message"}]},
+  // refusals in request order.
+  std::vector<size_t> order(ack.result.refused.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return ack.result.refused[a].index < ack.result.refused[b].index;
   });
+  json::object body;
+  body["applied"] = ack.result.applied;
+  json::array refused;
+  for (size_t i : order) {
+    const broker::TokenRefusal& r = ack.result.refused[i];
+    json::object ro;
+    ro["index"] = static_cast<int64_t>(r.index);
+    ro["delivery_tag"] = ack.refused_tags[i];
+    ro["reason"] = absl::IsInvalidArgument(r.status) ? "invalid" : "stale";
+    ro["message"] = std::string(r.status.message());
+    refused.push_back(std::move(ro));
+  }
+  body["refused"] = std::move(refused);
+  if (request != nullptr) {
+    json::object frame;
+    frame["type"] = "acked";
+    frame["request"] = *request;
+    for (auto& field : body) frame[field.key()] = std::move(field.value());
+    Send(frame);
+    return;
+  }
+  const absl::Status status = BrokerApi::RefusalStatus(ack.result);
+  if (!status.ok()) SendError(status, nullptr, std::move(body));
 }
 
 }  // namespace once::coordinator
