@@ -203,6 +203,12 @@ class ConsumerGroup {
   // Pins leases once a COMMIT decision covers them: they never time out
   // and refuse Nack; only Ack (or AckPositions) ends them.
   virtual absl::StatusOr<AckResult> Pin(absl::Span<const std::string> tokens) = 0;
+  // Lease and Pin for the coordinator, which keeps handles (see
+  // FetchHandles): LeaseHandles leaves Delivery::token empty; settle its
+  // deliveries with PinHandles, AckHandles and NackHandles.
+  virtual absl::StatusOr<std::vector<Delivery>> LeaseHandles(absl::string_view participant,
+                                                             int max) = 0;
+  virtual absl::StatusOr<AckResult> PinHandles(absl::Span<const DeliveryToken> handles) = 0;
   // Marks messages done by position, with or without a lease, idempotently
   // and durably: for the coordinator's recovery, whose tokens died with a
   // restart. Ordered mode commits each partition past its highest one.

@@ -29,6 +29,11 @@ absl::StatusOr<std::vector<Delivery>> OrderedGroup::Lease(absl::string_view part
   return FetchImpl(participant, max);
 }
 
+absl::StatusOr<std::vector<Delivery>> OrderedGroup::LeaseHandles(absl::string_view participant,
+                                                                 int max) {
+  return FetchImpl(participant, max, /*token_text=*/false);
+}
+
 absl::StatusOr<std::vector<Delivery>> OrderedGroup::FetchImpl(absl::string_view consumer, int max,
                                                               bool token_text) {
   ONCE_RETURN_IF_ERROR(CheckFetchArgs(consumer, max));

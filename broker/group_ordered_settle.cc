@@ -156,7 +156,7 @@ absl::StatusOr<AckResult> OrderedGroup::NackRefs(const TokenRefs& tokens, NackAc
   return result;
 }
 
-absl::StatusOr<AckResult> OrderedGroup::Pin(absl::Span<const std::string> tokens) {
+absl::StatusOr<AckResult> OrderedGroup::PinRefs(const TokenRefs& tokens) {
   ONCE_RETURN_IF_ERROR(CheckTokenCount(tokens.size()));
   const int64_t now = ctx_.clock->NowMs();
   AckResult result;
@@ -164,7 +164,7 @@ absl::StatusOr<AckResult> OrderedGroup::Pin(absl::Span<const std::string> tokens
   ONCE_RETURN_IF_ERROR(EnterLocked());
   ExpireLocked(now);
   JudgeDeliveriesLocked(
-      TokenRefs(tokens), /*for_release=*/false,
+      tokens, /*for_release=*/false,
       [&](const DeliveryToken&, Inflight* f) {
         f->pinned = true;
         ++result.applied;

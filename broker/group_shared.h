@@ -62,7 +62,14 @@ class SharedGroup final : public ConsumerGroup {
   absl::Status Leave(absl::string_view consumer) override;
   absl::Status Heartbeat(absl::string_view consumer) override;
   absl::StatusOr<std::vector<Delivery>> Lease(absl::string_view participant, int max) override;
-  absl::StatusOr<AckResult> Pin(absl::Span<const std::string> tokens) override;
+  absl::StatusOr<AckResult> Pin(absl::Span<const std::string> tokens) override {
+    return PinRefs(TokenRefs(tokens));
+  }
+  absl::StatusOr<std::vector<Delivery>> LeaseHandles(absl::string_view participant,
+                                                     int max) override;
+  absl::StatusOr<AckResult> PinHandles(absl::Span<const DeliveryToken> handles) override {
+    return PinRefs(TokenRefs(handles));
+  }
   absl::Status AckPositions(absl::Span<const MessagePosition> positions) override;
   absl::Status Reset(const Position& to, int partition) override;
   absl::Status Tick() override;
@@ -110,6 +117,7 @@ class SharedGroup final : public ConsumerGroup {
                                                   bool token_text = true);
   absl::StatusOr<AckResult> AckRefs(const TokenRefs& tokens);
   absl::StatusOr<AckResult> NackRefs(const TokenRefs& tokens, NackAction action);
+  absl::StatusOr<AckResult> PinRefs(const TokenRefs& tokens);
   // Makes the delivery counts of the redeliveries (count >= 2) among
   // `reserved` durable before they are handed out (disk groups; a no-op
   // otherwise or when there are none). On failure the redeliveries are

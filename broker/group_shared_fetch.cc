@@ -28,6 +28,11 @@ absl::StatusOr<std::vector<Delivery>> SharedGroup::Lease(absl::string_view parti
   return FetchImpl(participant, max);
 }
 
+absl::StatusOr<std::vector<Delivery>> SharedGroup::LeaseHandles(absl::string_view participant,
+                                                                int max) {
+  return FetchImpl(participant, max, /*token_text=*/false);
+}
+
 absl::StatusOr<std::vector<Delivery>> SharedGroup::FetchImpl(absl::string_view consumer, int max,
                                                              bool token_text) {
   ONCE_RETURN_IF_ERROR(CheckFetchArgs(consumer, max));

@@ -213,7 +213,7 @@ absl::StatusOr<AckResult> SharedGroup::NackRefs(const TokenRefs& tokens, NackAct
   return result;
 }
 
-absl::StatusOr<AckResult> SharedGroup::Pin(absl::Span<const std::string> tokens) {
+absl::StatusOr<AckResult> SharedGroup::PinRefs(const TokenRefs& tokens) {
   ONCE_RETURN_IF_ERROR(CheckTokenCount(tokens.size()));
   const int64_t now = ctx_.clock->NowMs();
   AckResult result;
@@ -223,7 +223,7 @@ absl::StatusOr<AckResult> SharedGroup::Pin(absl::Span<const std::string> tokens)
     absl::MutexLock lock(&mu_);
     ONCE_RETURN_IF_ERROR(EnterLocked());
     expired = ExpireLocked(now);
-    CheckTokensLocked(TokenRefs(tokens), /*for_release=*/false, &valid, &result);
+    CheckTokensLocked(tokens, /*for_release=*/false, &valid, &result);
     for (const Valid& v : valid) {
       leases_.SetState(v.token.partition, v.token.offset, LeaseState::kPinned);
     }

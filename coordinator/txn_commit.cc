@@ -23,7 +23,7 @@ protocol::Error ErrorFrame(absl::string_view code, std::string message, int stat
 void TxnCoordinator::DecideCommit(const std::string& txn_id,
                                   std::function<void(absl::Status)> done) {
   std::shared_ptr<broker::ConsumerGroup> group;
-  std::vector<std::string> tokens;
+  std::vector<broker::DeliveryToken> handles;
   TxnRecord record;
   bool pinned = false;
   {
@@ -34,15 +34,15 @@ void TxnCoordinator::DecideCommit(const std::string& txn_id,
       return;
     }
     group = it->second.group;
-    tokens = it->second.tokens;
+    handles = it->second.handles;
     record = it->second.record;
     pinned = it->second.pinned;
   }
   // Rule 1 of the model: the leases must still be T's when the decision
   // is written. Pinned, they can no longer expire or be released; a
   // refusal means one expired (and may be someone else's now): abort.
-  if (!pinned && group != nullptr && !tokens.empty()) {
-    absl::StatusOr<broker::AckResult> r = group->Pin(tokens);
+  if (!pinned && group != nullptr && !handles.empty()) {
+    absl::StatusOr<broker::AckResult> r = group->PinHandles(handles);
     if (!r.ok() || !r->refused.empty()) {
       const absl::Status why = r.ok() ? r->ToStatus() : r.status();
       Aftermath after;
@@ -119,7 +119,7 @@ void TxnCoordinator::SendCommitLocked(Txn& txn, Aftermath* after) {
 
 void TxnCoordinator::OnDone(ParticipantChannel* channel, const protocol::Done& done) {
   std::shared_ptr<broker::ConsumerGroup> group;
-  std::vector<std::string> tokens;
+  std::vector<broker::DeliveryToken> handles;
   TxnRecord record;
   Aftermath freed;
   {
@@ -145,20 +145,20 @@ void TxnCoordinator::OnDone(ParticipantChannel* channel, const protocol::Done& d
     // (the coordinator's own bookkeeping, re-driven by COMMIT if they fail).
     ReleaseInflightLocked(t, &freed);
     group = t.group;
-    tokens = t.tokens;
+    handles = t.handles;
     record = t.record;
   }
   Run(std::move(freed));
-  executor_([this, txn_id = done.txn, group = std::move(group), tokens = std::move(tokens),
+  executor_([this, txn_id = done.txn, group = std::move(group), handles = std::move(handles),
              record = std::move(record)]() mutable {
-    FinishDone(txn_id, std::move(group), std::move(tokens), std::move(record));
+    FinishDone(txn_id, std::move(group), std::move(handles), std::move(record));
   });
 }
 
 void TxnCoordinator::FinishDone(const std::string& txn_id,
                                 std::shared_ptr<broker::ConsumerGroup> group,
-                                std::vector<std::string> tokens, TxnRecord record) {
-  // Delete B in the broker (DESIGN.md §2: before T is done). The tokens
+                                std::vector<broker::DeliveryToken> handles, TxnRecord record) {
+  // Delete B in the broker (DESIGN.md §2: before T is done). The leases
   // died with a restart for a recovered txn: by position then.
   absl::Status deleted = absl::OkStatus();
   if (!record.broker_deleted) {
@@ -169,9 +169,9 @@ void TxnCoordinator::FinishDone(const std::string& txn_id,
       if (!g.ok() && !absl::IsNotFound(g.status())) deleted = g.status();
     }
     if (deleted.ok() && group != nullptr) {
-      bool by_position = tokens.empty();
+      bool by_position = handles.empty();
       if (!by_position) {
-        absl::StatusOr<broker::AckResult> r = group->Ack(tokens);
+        absl::StatusOr<broker::AckResult> r = group->AckHandles(handles);
         by_position = !r.ok() || !r->refused.empty();
       }
       if (by_position) {

@@ -153,8 +153,8 @@ void TxnCoordinator::Abort(Txn& txn, TxnEvent event, absl::string_view label,
       c->channel->Send(std::move(a));
     }
   }
-  if (release && txn.group != nullptr && !txn.tokens.empty()) {
-    after->nacks.emplace_back(txn.group, std::move(txn.tokens));
+  if (release && txn.group != nullptr && !txn.handles.empty()) {
+    after->nacks.emplace_back(txn.group, std::move(txn.handles));
   }
   if (metrics_ != nullptr) metrics_->CountAbort(label);
   spdlog::debug("txn {} aborted: {} ({})", txn.record.txn, std::string(label),
@@ -164,10 +164,10 @@ void TxnCoordinator::Abort(Txn& txn, TxnEvent event, absl::string_view label,
 }
 
 void TxnCoordinator::Run(Aftermath after) {
-  for (auto& [group, tokens] : after.nacks) {
-    absl::StatusOr<broker::AckResult> r = group->Nack(tokens, broker::NackAction::kRequeue);
+  for (auto& [group, handles] : after.nacks) {
+    absl::StatusOr<broker::AckResult> r = group->NackHandles(handles, broker::NackAction::kRequeue);
     if (!r.ok()) {
-      spdlog::warn("releasing {} lease(s) of group \"{}\": {}", tokens.size(), group->name(),
+      spdlog::warn("releasing {} lease(s) of group \"{}\": {}", handles.size(), group->name(),
                    r.status().ToString());
     } else if (!r->refused.empty()) {
       // Expired meanwhile (redelivered already) or pinned: nothing to do.

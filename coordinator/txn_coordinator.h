@@ -197,7 +197,8 @@ class TxnCoordinator {
     TxnRecord record;  // record.state is the state
     ParticipantKey key;
     std::shared_ptr<broker::ConsumerGroup> group;  // null for a recovered txn
-    std::vector<std::string> tokens;               // empty for a recovered txn
+    // Its leases (LeaseHandles); empty for a recovered txn.
+    std::vector<broker::DeliveryToken> handles;
     // The generation of the connection it was prepared on, while it counts
     // in that connection's inflight (0: in none). A generation, not the
     // channel's address: a later session may be allocated at the address
@@ -216,7 +217,9 @@ class TxnCoordinator {
 
   // What to do after mu_ is released.
   struct Aftermath {
-    std::vector<std::pair<std::shared_ptr<broker::ConsumerGroup>, std::vector<std::string>>> nacks;
+    std::vector<
+        std::pair<std::shared_ptr<broker::ConsumerGroup>, std::vector<broker::DeliveryToken>>>
+        nacks;
     std::vector<std::shared_ptr<GroupLoop>> wake;
     std::vector<std::string> attempts;
     std::vector<std::string> commits;  // resubmit the COMMIT record
@@ -242,7 +245,8 @@ class TxnCoordinator {
   // a durable group-store write, and the VOTE that usually follows a DONE in
   // the same burst must not wait for it.
   void FinishDone(const std::string& txn_id, std::shared_ptr<broker::ConsumerGroup> group,
-                  std::vector<std::string> tokens, TxnRecord record) ABSL_LOCKS_EXCLUDED(mu_);
+                  std::vector<broker::DeliveryToken> handles, TxnRecord record)
+      ABSL_LOCKS_EXCLUDED(mu_);
   void ReleaseInflightLocked(Txn& txn, Aftermath* after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The connection `channel` speaks for if it is the current one of its
   // participant and `epoch`/`generation` are current; else queues the

@@ -202,11 +202,11 @@ std::string TxnCoordinator::NextTxnIdLocked() {
 
 void TxnCoordinator::ReleaseLingeringLocked(Connection& c, Aftermath* after) {
   if (c.lingering.empty() || c.loop == nullptr) return;
-  std::vector<std::string> tokens;
-  tokens.reserve(c.lingering.size());
-  for (broker::Delivery& d : c.lingering) tokens.push_back(std::move(d.token));
+  std::vector<broker::DeliveryToken> handles;
+  handles.reserve(c.lingering.size());
+  for (const broker::Delivery& d : c.lingering) handles.push_back(d.handle);
   c.lingering.clear();
-  after->nacks.emplace_back(c.loop->group, std::move(tokens));
+  after->nacks.emplace_back(c.loop->group, std::move(handles));
 }
 
 bool TxnCoordinator::DeliverOne(const std::shared_ptr<GroupLoop>& loop, const ParticipantKey& key,
@@ -241,7 +241,7 @@ bool TxnCoordinator::DeliverOne(const std::shared_ptr<GroupLoop>& loop, const Pa
   const size_t full = static_cast<size_t>(std::min(batch_max, config.prefetch));
   if (batch.size() < static_cast<size_t>(batch_max)) {
     absl::StatusOr<std::vector<broker::Delivery>> leased =
-        loop->group->Lease(std::get<2>(key), batch_max - static_cast<int>(batch.size()));
+        loop->group->LeaseHandles(std::get<2>(key), batch_max - static_cast<int>(batch.size()));
     if (!leased.ok()) {
       spdlog::warn("delivery loop of group \"{}\" of topic \"{}\": lease: {}", loop->key.second,
                    loop->key.first, leased.status().ToString());
@@ -260,16 +260,16 @@ bool TxnCoordinator::DeliverOne(const std::shared_ptr<GroupLoop>& loop, const Pa
   // The PREPARE's contents are built before taking mu_ (a batch may hold
   // thousands of messages).
   std::vector<protocol::TxnMessage> messages;
-  std::vector<std::string> tokens;
+  std::vector<broker::DeliveryToken> handles;
   std::vector<TxnMessageRef> refs;
   if (!linger) {
     messages.reserve(batch.size());
-    tokens.reserve(batch.size());
+    handles.reserve(batch.size());
     refs.reserve(batch.size());
     for (broker::Delivery& d : batch) {
       messages.push_back(ToTxnMessage(topic, d));
       refs.push_back({static_cast<uint32_t>(d.partition), static_cast<uint64_t>(d.record.offset)});
-      tokens.push_back(std::move(d.token));
+      handles.push_back(d.handle);
     }
   }
   Aftermath after;
@@ -279,9 +279,9 @@ bool TxnCoordinator::DeliverOne(const std::shared_ptr<GroupLoop>& loop, const Pa
     if (c == nullptr || c->generation != generation || shutdown_) {
       // Gone (or fenced) meanwhile: the reservation went with it.
       if (linger) {
-        for (broker::Delivery& d : batch) tokens.push_back(std::move(d.token));
+        for (const broker::Delivery& d : batch) handles.push_back(d.handle);
       }
-      after.nacks.emplace_back(loop->group, std::move(tokens));
+      after.nacks.emplace_back(loop->group, std::move(handles));
     } else if (linger) {
       // Not full and not due: keep it for a later round (a new message's
       // notification tops it up; Tick sends it once due).
@@ -303,7 +303,7 @@ bool TxnCoordinator::DeliverOne(const std::shared_ptr<GroupLoop>& loop, const Pa
       t.record.created_ms = now;
       t.key = key;
       t.group = loop->group;
-      t.tokens = std::move(tokens);
+      t.handles = std::move(handles);
       t.prepared_generation = generation;
       t.vote_deadline_ms = now + options_.vote_timeout_ms;
       protocol::Prepare p;

@@ -534,6 +534,30 @@ TEST_P(SharedGroupTest, HandlesSettleAsTheirTokensWould) {
   EXPECT_EQ(g->Describe().lag, 0);
 }
 
+// The coordinator's path: leases without token text, pinned and acked by
+// handle; a pinned lease refuses a nack.
+TEST_P(SharedGroupTest, LeaseAndPinByHandle) {
+  MakeTopic("t", 1, GetParam());
+  Publish("t", 3);
+  auto g = MakeGroup("t", "g", Config());
+  ONCE_ASSERT_OK_AND_ASSIGN(auto ds, g->LeaseHandles("p1", 3));
+  ASSERT_EQ(ds.size(), 3u);
+  for (const Delivery& d : ds) EXPECT_TRUE(d.token.empty());
+  ONCE_ASSERT_OK_AND_ASSIGN(AckResult r, g->PinHandles({ds[0].handle, ds[1].handle}));
+  EXPECT_EQ(r.applied, 2);
+  ONCE_ASSERT_OK_AND_ASSIGN(r, g->NackHandles({ds[0].handle, ds[2].handle}, NackAction::kRequeue));
+  EXPECT_EQ(r.applied, 1);  // the unpinned one
+  ASSERT_EQ(r.refused.size(), 1u);
+  EXPECT_EQ(r.refused[0].index, 0u);
+  EXPECT_THAT(r.refused[0].status,
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("pinned")));
+  // Pinned leases never expire; acked by handle they are done.
+  clock_.Advance(1'000'000);
+  ONCE_ASSERT_OK_AND_ASSIGN(r, g->AckHandles({ds[0].handle, ds[1].handle}));
+  EXPECT_EQ(r.applied, 2);
+  EXPECT_EQ(g->Describe().acked, 2);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, SharedGroupTest,
                          ::testing::Values(Backend::kMemory, Backend::kDisk),
                          [](const ::testing::TestParamInfo<Backend>& info) {
