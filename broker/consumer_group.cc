@@ -25,6 +25,17 @@ absl::Status AckResult::ToStatus() const {
   return absl::FailedPreconditionError(message);
 }
 
+absl::StatusOr<std::vector<Delivery>> ConsumerGroup::Fetch(absl::string_view consumer, int max) {
+  ONCE_RETURN_IF_ERROR(CheckDirectFetch(ctx_.config, topic_name(), name()));
+  return FetchImpl(consumer, max, /*token_text=*/true);
+}
+
+absl::StatusOr<std::vector<Delivery>> ConsumerGroup::FetchHandles(absl::string_view consumer,
+                                                                  int max) {
+  ONCE_RETURN_IF_ERROR(CheckDirectFetch(ctx_.config, topic_name(), name()));
+  return FetchImpl(consumer, max, /*token_text=*/false);
+}
+
 absl::StatusOr<DeliveryToken> ConsumerGroup::CheckToken(absl::string_view text) const {
   ONCE_ASSIGN_OR_RETURN(DeliveryToken t, ctx_.codec->Decode(text));
   ONCE_RETURN_IF_ERROR(CheckHandle(t));

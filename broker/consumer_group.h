@@ -159,21 +159,24 @@ class ConsumerGroup {
   // consumer (joining it first, which may rebalance). An empty result means
   // nothing is available now (wait on notifier() and retry).
   // kFailedPrecondition for an exactly-once group (use Lease).
-  virtual absl::StatusOr<std::vector<Delivery>> Fetch(absl::string_view consumer, int max) = 0;
+  absl::StatusOr<std::vector<Delivery>> Fetch(absl::string_view consumer, int max);
 
   // Acks each token alone (see AckResult); valid ones are durable when
   // this returns. Shared: the message is deleted for the group. Ordered:
   // the partition's committed offset moves past the message. An error
   // Status (not a refusal) means nothing was applied: the durable write
   // failed (retry) or the group is gone (kNotFound).
-  virtual absl::StatusOr<AckResult> Ack(absl::Span<const std::string> tokens) = 0;
+  absl::StatusOr<AckResult> Ack(absl::Span<const std::string> tokens) {
+    return AckRefs(TokenRefs(tokens));
+  }
 
   // Gives deliveries back: kRequeue redelivers them (delivery count + 1,
   // after backoff; dead-lettered when max_deliveries is reached);
   // kDeadLetter moves them to the dead-letter topic now (durable there and
   // marked done here when this returns).
-  virtual absl::StatusOr<AckResult> Nack(absl::Span<const std::string> tokens,
-                                         NackAction action) = 0;
+  absl::StatusOr<AckResult> Nack(absl::Span<const std::string> tokens, NackAction action) {
+    return NackRefs(TokenRefs(tokens), action);
+  }
 
   // Fetch, Ack and Nack for a client that never sees the tokens (the
   // WebSocket's delivery tags): the service keeps each delivery's handle
@@ -181,11 +184,14 @@ class ConsumerGroup {
   // handles must come from this group's fetches (they are checked to be
   // the group's and current, not verified as a client's token text is).
   // Refusals carry an empty token; their index says which.
-  virtual absl::StatusOr<std::vector<Delivery>> FetchHandles(absl::string_view consumer,
-                                                             int max) = 0;
-  virtual absl::StatusOr<AckResult> AckHandles(absl::Span<const DeliveryToken> handles) = 0;
-  virtual absl::StatusOr<AckResult> NackHandles(absl::Span<const DeliveryToken> handles,
-                                                NackAction action) = 0;
+  absl::StatusOr<std::vector<Delivery>> FetchHandles(absl::string_view consumer, int max);
+  absl::StatusOr<AckResult> AckHandles(absl::Span<const DeliveryToken> handles) {
+    return AckRefs(TokenRefs(handles));
+  }
+  absl::StatusOr<AckResult> NackHandles(absl::Span<const DeliveryToken> handles,
+                                        NackAction action) {
+    return NackRefs(TokenRefs(handles), action);
+  }
 
   // Ordered mode: joins or leaves the group (a rebalance with a new
   // generation when membership changes). Shared mode: only bookkeeping
@@ -199,16 +205,23 @@ class ConsumerGroup {
 
   // Fetch for a participant; allowed on exactly-once groups. Release the
   // leases with Nack(kRequeue) (abort) or delete them with Ack (done).
-  virtual absl::StatusOr<std::vector<Delivery>> Lease(absl::string_view participant, int max) = 0;
+  absl::StatusOr<std::vector<Delivery>> Lease(absl::string_view participant, int max) {
+    return FetchImpl(participant, max, /*token_text=*/true);
+  }
   // Pins leases once a COMMIT decision covers them: they never time out
   // and refuse Nack; only Ack (or AckPositions) ends them.
-  virtual absl::StatusOr<AckResult> Pin(absl::Span<const std::string> tokens) = 0;
+  absl::StatusOr<AckResult> Pin(absl::Span<const std::string> tokens) {
+    return PinRefs(TokenRefs(tokens));
+  }
   // Lease and Pin for the coordinator, which keeps handles (see
   // FetchHandles): LeaseHandles leaves Delivery::token empty; settle its
   // deliveries with PinHandles, AckHandles and NackHandles.
-  virtual absl::StatusOr<std::vector<Delivery>> LeaseHandles(absl::string_view participant,
-                                                             int max) = 0;
-  virtual absl::StatusOr<AckResult> PinHandles(absl::Span<const DeliveryToken> handles) = 0;
+  absl::StatusOr<std::vector<Delivery>> LeaseHandles(absl::string_view participant, int max) {
+    return FetchImpl(participant, max, /*token_text=*/false);
+  }
+  absl::StatusOr<AckResult> PinHandles(absl::Span<const DeliveryToken> handles) {
+    return PinRefs(TokenRefs(handles));
+  }
   // Marks messages done by position, with or without a lease, idempotently
   // and durably: for the coordinator's recovery, whose tokens died with a
   // restart. Ordered mode commits each partition past its highest one.
@@ -244,6 +257,16 @@ class ConsumerGroup {
 
  protected:
   explicit ConsumerGroup(GroupContext ctx) : ctx_(std::move(ctx)) {}
+
+  // What each mode implements behind the calls above. FetchImpl serves
+  // Fetch and Lease (and their Handles forms: `token_text` false leaves
+  // Delivery::token empty); AckRefs, NackRefs and PinRefs take the tokens
+  // as texts or as handles.
+  virtual absl::StatusOr<std::vector<Delivery>> FetchImpl(absl::string_view consumer, int max,
+                                                          bool token_text) = 0;
+  virtual absl::StatusOr<AckResult> AckRefs(const TokenRefs& tokens) = 0;
+  virtual absl::StatusOr<AckResult> NackRefs(const TokenRefs& tokens, NackAction action) = 0;
+  virtual absl::StatusOr<AckResult> PinRefs(const TokenRefs& tokens) = 0;
 
   // Decodes `text` and checks that it is a token of this group for an
   // existing partition: kInvalidArgument otherwise. A token of this group

@@ -14,26 +14,6 @@
 
 namespace once::broker {
 
-absl::StatusOr<std::vector<Delivery>> OrderedGroup::Fetch(absl::string_view consumer, int max) {
-  ONCE_RETURN_IF_ERROR(CheckDirectFetch(ctx_.config, topic_name(), name()));
-  return FetchImpl(consumer, max);
-}
-
-absl::StatusOr<std::vector<Delivery>> OrderedGroup::FetchHandles(absl::string_view consumer,
-                                                                 int max) {
-  ONCE_RETURN_IF_ERROR(CheckDirectFetch(ctx_.config, topic_name(), name()));
-  return FetchImpl(consumer, max, /*token_text=*/false);
-}
-
-absl::StatusOr<std::vector<Delivery>> OrderedGroup::Lease(absl::string_view participant, int max) {
-  return FetchImpl(participant, max);
-}
-
-absl::StatusOr<std::vector<Delivery>> OrderedGroup::LeaseHandles(absl::string_view participant,
-                                                                 int max) {
-  return FetchImpl(participant, max, /*token_text=*/false);
-}
-
 absl::StatusOr<std::vector<Delivery>> OrderedGroup::FetchImpl(absl::string_view consumer, int max,
                                                               bool token_text) {
   ONCE_RETURN_IF_ERROR(CheckFetchArgs(consumer, max));

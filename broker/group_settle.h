@@ -37,28 +37,6 @@ absl::Status DuplicateInCall(absl::string_view topic, const DeliveryToken& t);
 // (kFailedPrecondition).
 absl::Status PinnedRefusal(absl::string_view topic, const DeliveryToken& t);
 
-// The deliveries one Ack/Nack/Pin call names, by position: token texts
-// as a client hands them back (decoded and verified by the group), or
-// handles, tokens the service kept decoded itself since the fetch
-// (Delivery::handle; never seen by a client, so only checked to be the
-// group's). Views: the span must outlive the call.
-class TokenRefs {
- public:
-  explicit TokenRefs(absl::Span<const std::string> texts) : texts_(texts), handles_mode_(false) {}
-  explicit TokenRefs(absl::Span<const DeliveryToken> handles)
-      : handles_(handles), handles_mode_(true) {}
-
-  size_t size() const { return handles_mode_ ? handles_.size() : texts_.size(); }
-  bool handles() const { return handles_mode_; }
-  const std::string& text(size_t i) const { return texts_[i]; }
-  const DeliveryToken& handle(size_t i) const { return handles_[i]; }
-
- private:
-  absl::Span<const std::string> texts_;
-  absl::Span<const DeliveryToken> handles_;
-  bool handles_mode_;
-};
-
 // Judges each token of one Ack/Nack/Pin call alone, in order: `decode`
 // (the group's CheckToken) refuses a text that is not a current token of
 // the group, `check` (the group's CheckHandle) a handle that is not;

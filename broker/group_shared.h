@@ -43,33 +43,9 @@ class SharedGroup final : public ConsumerGroup {
       GroupContext ctx, const std::vector<StoredPartition>& stored,
       const std::vector<int64_t>& initial_floors);
 
-  absl::StatusOr<std::vector<Delivery>> Fetch(absl::string_view consumer, int max) override;
-  absl::StatusOr<AckResult> Ack(absl::Span<const std::string> tokens) override {
-    return AckRefs(TokenRefs(tokens));
-  }
-  absl::StatusOr<AckResult> Nack(absl::Span<const std::string> tokens, NackAction action) override {
-    return NackRefs(TokenRefs(tokens), action);
-  }
-  absl::StatusOr<std::vector<Delivery>> FetchHandles(absl::string_view consumer, int max) override;
-  absl::StatusOr<AckResult> AckHandles(absl::Span<const DeliveryToken> handles) override {
-    return AckRefs(TokenRefs(handles));
-  }
-  absl::StatusOr<AckResult> NackHandles(absl::Span<const DeliveryToken> handles,
-                                        NackAction action) override {
-    return NackRefs(TokenRefs(handles), action);
-  }
   absl::Status Join(absl::string_view consumer) override;
   absl::Status Leave(absl::string_view consumer) override;
   absl::Status Heartbeat(absl::string_view consumer) override;
-  absl::StatusOr<std::vector<Delivery>> Lease(absl::string_view participant, int max) override;
-  absl::StatusOr<AckResult> Pin(absl::Span<const std::string> tokens) override {
-    return PinRefs(TokenRefs(tokens));
-  }
-  absl::StatusOr<std::vector<Delivery>> LeaseHandles(absl::string_view participant,
-                                                     int max) override;
-  absl::StatusOr<AckResult> PinHandles(absl::Span<const DeliveryToken> handles) override {
-    return PinRefs(TokenRefs(handles));
-  }
   absl::Status AckPositions(absl::Span<const MessagePosition> positions) override;
   absl::Status Reset(const Position& to, int partition) override;
   absl::Status Tick() override;
@@ -112,12 +88,11 @@ class SharedGroup final : public ConsumerGroup {
 
   explicit SharedGroup(GroupContext ctx) : ConsumerGroup(std::move(ctx)) {}
 
-  // Fetch and Lease; `token_text` false leaves Delivery::token empty.
   absl::StatusOr<std::vector<Delivery>> FetchImpl(absl::string_view consumer, int max,
-                                                  bool token_text = true);
-  absl::StatusOr<AckResult> AckRefs(const TokenRefs& tokens);
-  absl::StatusOr<AckResult> NackRefs(const TokenRefs& tokens, NackAction action);
-  absl::StatusOr<AckResult> PinRefs(const TokenRefs& tokens);
+                                                  bool token_text) override;
+  absl::StatusOr<AckResult> AckRefs(const TokenRefs& tokens) override;
+  absl::StatusOr<AckResult> NackRefs(const TokenRefs& tokens, NackAction action) override;
+  absl::StatusOr<AckResult> PinRefs(const TokenRefs& tokens) override;
   // Makes the delivery counts of the redeliveries (count >= 2) among
   // `reserved` durable before they are handed out (disk groups; a no-op
   // otherwise or when there are none). On failure the redeliveries are
