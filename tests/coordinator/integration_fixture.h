@@ -21,11 +21,13 @@
 #include "absl/strings/str_split.h"
 #include "boost/json/array.hpp"
 #include "boost/json/object.hpp"
+#include "boost/json/parse.hpp"
 #include "boost/json/serialize.hpp"
 #include "boost/json/value.hpp"
 #include "gtest/gtest.h"
 #include "tests/coordinator/http_test_client.h"
 #include "tests/coordinator/onced_process.h"
+#include "tests/coordinator/ws_test_client.h"
 #include "tests/testing/status_matchers.h"
 
 namespace once::testing {
@@ -132,6 +134,20 @@ inline std::string TokensBody(const std::vector<std::string>& tokens) {
   boost::json::object o;
   o["tokens"] = a;
   return boost::json::serialize(o);
+}
+
+// A WebSocket frame written as JSON text by a test.
+inline boost::json::object Frame(const std::string& text) {
+  return boost::json::parse(text).as_object();
+}
+
+// The next frame on `ws`, which must come and be of `type` ({} if not).
+inline boost::json::object NextFrame(WsTestClient& ws, const std::string& type) {
+  absl::StatusOr<boost::json::object> f = ws.Receive();
+  EXPECT_TRUE(f.ok()) << "waiting for " << type << ": " << f.status();
+  if (!f.ok()) return {};
+  EXPECT_EQ(f->at("type").as_string(), type) << boost::json::serialize(*f);
+  return *f;
 }
 
 }  // namespace once::testing

@@ -26,17 +26,6 @@ using std::chrono::seconds;
 
 using WebSocketTest = ServiceTest;
 
-json::object Frame(const std::string& text) { return json::parse(text).as_object(); }
-
-// The next frame, which must come and be of `type`.
-json::object Next(WsTestClient& ws, const std::string& type) {
-  absl::StatusOr<json::object> f = ws.Receive();
-  EXPECT_TRUE(f.ok()) << "waiting for " << type << ": " << f.status();
-  if (!f.ok()) return {};
-  EXPECT_EQ(f->at("type").as_string(), type) << json::serialize(*f);
-  return *f;
-}
-
 // The resident set of `pid` in KiB, from /proc.
 int64_t ResidentKiB(pid_t pid) {
   std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
@@ -110,7 +99,7 @@ TEST_F(WebSocketTest, PublishesToMemoryAndDiskTopicsKeepFrameOrder) {
   }
   int64_t next_disk = 0, next_mem = 0;
   for (int i = 0; i < kFrames; ++i) {
-    json::object f = Next(ws, "published");
+    json::object f = NextFrame(ws, "published");
     ASSERT_FALSE(f.empty());
     EXPECT_EQ(f.at("request").as_int64(), i);
     int64_t& next = i % 3 == 0 ? next_disk : next_mem;
@@ -131,10 +120,10 @@ TEST_F(WebSocketTest, SubscriptionNeverGetsMoreThanItsCredits) {
   ONCE_ASSERT_OK(ws.Connect());
   ONCE_ASSERT_OK(ws.Send(Frame(
       R"({"type": "subscribe", "topic": "t", "group": "g", "consumer": "c", "credits": 2})")));
-  const int64_t sub = Next(ws, "subscribed").at("subscription").as_int64();
+  const int64_t sub = NextFrame(ws, "subscribed").at("subscription").as_int64();
   std::vector<std::string> tokens;
   for (int i = 0; i < 2; ++i) {
-    json::object m = Next(ws, "message");
+    json::object m = NextFrame(ws, "message");
     EXPECT_EQ(m.at("subscription").as_int64(), sub);
     EXPECT_EQ(m.at("delivery_count").as_int64(), 1);
     EXPECT_EQ(m.at("id").as_string(), absl::StrCat("t/0/", m.at("offset").as_int64()));
@@ -146,7 +135,7 @@ TEST_F(WebSocketTest, SubscriptionNeverGetsMoreThanItsCredits) {
   credit["subscription"] = sub;
   ONCE_ASSERT_OK(ws.Send(credit));
   for (int i = 0; i < 3; ++i) {
-    tokens.emplace_back(Next(ws, "message").at("delivery_token").as_string());
+    tokens.emplace_back(NextFrame(ws, "message").at("delivery_token").as_string());
   }
   EXPECT_EQ(ws.Receive(milliseconds(300)).status().code(), absl::StatusCode::kDeadlineExceeded);
 
@@ -155,7 +144,7 @@ TEST_F(WebSocketTest, SubscriptionNeverGetsMoreThanItsCredits) {
   for (const std::string& token : tokens) t.emplace_back(token);
   ack["tokens"] = t;
   ONCE_ASSERT_OK(ws.Send(ack));
-  json::object acked = Next(ws, "acked");
+  json::object acked = NextFrame(ws, "acked");
   EXPECT_EQ(acked.at("request").as_string(), "a1");
   EXPECT_EQ(acked.at("applied").as_int64(), 5);
   EXPECT_TRUE(acked.at("refused").as_array().empty());
@@ -163,7 +152,7 @@ TEST_F(WebSocketTest, SubscriptionNeverGetsMoreThanItsCredits) {
 
   // Acking again: refused as stale, said so.
   ONCE_ASSERT_OK(ws.Send(ack));
-  json::object again = Next(ws, "acked");
+  json::object again = NextFrame(ws, "acked");
   EXPECT_EQ(again.at("applied").as_int64(), 0);
   EXPECT_EQ(again.at("refused").as_array().size(), 5u);
 }
@@ -176,10 +165,10 @@ TEST_F(WebSocketTest, NewMessagesArePushedAsTheyArrive) {
   ONCE_ASSERT_OK(ws.Connect());
   ONCE_ASSERT_OK(ws.Send(Frame(
       R"({"type": "subscribe", "topic": "t", "group": "g", "consumer": "c", "credits": 10})")));
-  Next(ws, "subscribed");
+  NextFrame(ws, "subscribed");
   EXPECT_EQ(ws.Receive(milliseconds(200)).status().code(), absl::StatusCode::kDeadlineExceeded);
   Expect(200, "POST", "/v1/topics/t/messages", R"({"messages": [{"value_b64": "AAE="}]})");
-  json::object m = Next(ws, "message");
+  json::object m = NextFrame(ws, "message");
   EXPECT_EQ(m.at("value_b64").as_string(), "AAE=");
 }
 
@@ -193,8 +182,8 @@ TEST_F(WebSocketTest, ADeadSocketReleasesItsDeliveriesForRedelivery) {
     ONCE_ASSERT_OK(ws.Connect());
     ONCE_ASSERT_OK(ws.Send(Frame(
         R"({"type": "subscribe", "topic": "t", "group": "g", "consumer": "a", "credits": 1})")));
-    Next(ws, "subscribed");
-    EXPECT_EQ(Next(ws, "message").at("value").as_string(), "precious");
+    NextFrame(ws, "subscribed");
+    EXPECT_EQ(NextFrame(ws, "message").at("value").as_string(), "precious");
     ws.Abort();  // no ack, no close frame
   }
   // Long before the 30 s ack timeout, another consumer gets it again.
@@ -241,16 +230,16 @@ TEST_F(WebSocketTest, BadFramesGetErrorsAndTheSocketStaysUsable) {
   for (const Case& c : cases) {
     SCOPED_TRACE(c.frame);
     ONCE_ASSERT_OK(ws.SendText(c.frame));
-    json::object e = Next(ws, "error");
+    json::object e = NextFrame(ws, "error");
     EXPECT_EQ(e.at("code").as_string(), c.code) << json::serialize(e);
     EXPECT_FALSE(e.at("message").as_string().empty());
   }
   ONCE_ASSERT_OK(ws.SendBinary("\x01\x02"));
-  EXPECT_EQ(Next(ws, "error").at("code").as_string(), "invalid_field");
+  EXPECT_EQ(NextFrame(ws, "error").at("code").as_string(), "invalid_field");
   // Still serving.
   ONCE_ASSERT_OK(ws.Send(
       Frame(R"({"type": "publish", "request": 7, "topic": "t", "messages": [{"value": "ok"}]})")));
-  EXPECT_EQ(Next(ws, "published").at("request").as_int64(), 7);
+  EXPECT_EQ(NextFrame(ws, "published").at("request").as_int64(), 7);
   ONCE_EXPECT_OK(ws.Close());
   Expect(200, "GET", "/healthz");
 }
@@ -264,21 +253,21 @@ TEST_F(WebSocketTest, NackRedeliversAndUnsubscribeReleases) {
   ONCE_ASSERT_OK(ws.Connect());
   ONCE_ASSERT_OK(ws.Send(Frame(
       R"({"type": "subscribe", "topic": "t", "group": "g", "consumer": "c", "credits": 1})")));
-  const int64_t sub = Next(ws, "subscribed").at("subscription").as_int64();
-  json::object first = Next(ws, "message");
+  const int64_t sub = NextFrame(ws, "subscribed").at("subscription").as_int64();
+  json::object first = NextFrame(ws, "message");
   json::object nack = Frame(R"({"type": "nack", "request": 1, "requeue": true})");
   nack["tokens"] = json::array({first.at("delivery_token")});
   nack["subscription"] = sub;
   ONCE_ASSERT_OK(ws.Send(nack));
-  EXPECT_EQ(Next(ws, "acked").at("applied").as_int64(), 1);
+  EXPECT_EQ(NextFrame(ws, "acked").at("applied").as_int64(), 1);
   json::object credit = Frame(R"({"type": "credit", "credits": 1})");
   credit["subscription"] = sub;
   ONCE_ASSERT_OK(ws.Send(credit));
-  json::object second = Next(ws, "message");  // "a" again or "b": either is fine
+  json::object second = NextFrame(ws, "message");  // "a" again or "b": either is fine
   json::object unsubscribe = Frame(R"({"type": "unsubscribe"})");
   unsubscribe["subscription"] = sub;
   ONCE_ASSERT_OK(ws.Send(unsubscribe));
-  Next(ws, "unsubscribed");
+  NextFrame(ws, "unsubscribed");
   // Both messages are available again to others: nothing stays leased.
   std::vector<std::string> values;
   for (int i = 0; i < 5 && values.size() < 2; ++i) {
@@ -351,8 +340,8 @@ TEST_F(WebSocketTest, SigtermClosesSocketsAndReleasesTheirDeliveries) {
   ONCE_ASSERT_OK(ws.Connect());
   ONCE_ASSERT_OK(ws.Send(Frame(
       R"({"type": "subscribe", "topic": "t", "group": "g", "consumer": "c", "credits": 1})")));
-  Next(ws, "subscribed");
-  Next(ws, "message");
+  NextFrame(ws, "subscribed");
+  NextFrame(ws, "message");
   ONCE_ASSERT_OK(server_->Signal(SIGTERM));
   // The server says goodbye with a close frame.
   absl::StatusOr<json::object> end = ws.Receive(seconds(10));

@@ -23,16 +23,6 @@ using std::chrono::milliseconds;
 
 using WebSocketBatchTest = ServiceTest;
 
-json::object Frame(const std::string& text) { return json::parse(text).as_object(); }
-
-json::object NextFrame(WsTestClient& ws, const std::string& type) {
-  absl::StatusOr<json::object> f = ws.Receive();
-  EXPECT_TRUE(f.ok()) << "waiting for " << type << ": " << f.status();
-  if (!f.ok()) return {};
-  EXPECT_EQ(f->at("type").as_string(), type) << json::serialize(*f);
-  return *f;
-}
-
 // Reads "messages" frames until `n` deliveries came; their tokens, in order.
 std::vector<std::string> ReceiveBatched(WsTestClient& ws, int64_t sub, size_t n) {
   std::vector<std::string> tokens;

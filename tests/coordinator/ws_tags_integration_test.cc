@@ -40,16 +40,6 @@ class WebSocketTagsTest : public ServiceTest {
   }
 };
 
-json::object Frame(const std::string& text) { return json::parse(text).as_object(); }
-
-json::object NextFrame(WsTestClient& ws, const std::string& type) {
-  absl::StatusOr<json::object> f = ws.Receive();
-  EXPECT_TRUE(f.ok()) << "waiting for " << type << ": " << f.status();
-  if (!f.ok()) return {};
-  EXPECT_EQ(f->at("type").as_string(), type) << json::serialize(*f);
-  return *f;
-}
-
 // Subscribes to t/g with delivery tags; the subscription's id.
 int64_t SubscribeWithTags(WsTestClient& ws, int credits, bool batch) {
   json::object sub = Frame(R"({"type": "subscribe", "topic": "t", "group": "g", "consumer": "c",
