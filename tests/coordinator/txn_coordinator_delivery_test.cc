@@ -1,0 +1,200 @@
+// TxnCoordinator delivery: the commit path, aborts (vote NO, vote timeout,
+// disconnect before the vote, an expired lease at the commit point) with
+// redelivery, the broker delete after DONE, duplicate DONEs and the
+// participant's window.
+#include "coordinator/txn_coordinator.h"
+
+#include <optional>
+
+#include "absl/status/status.h"
+#include "coordinator/txn_metrics.h"
+#include "coordinator/txn_state.h"
+#include "coordinator/txn_store.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "schema/txn_protocol.h"
+#include "tests/coordinator/txn_coordinator_fixture.h"
+#include "tests/testing/status_matchers.h"
+
+namespace once::coordinator {
+namespace {
+
+using ::once::testing::StatusIs;
+using ::testing::_;
+
+TEST_F(TxnCoordinatorTest, CommitPathDeletesTheBatch) {
+  Publish(3);
+  auto ch = NewChannel();
+  protocol::Welcome w = Hello(ch);
+  EXPECT_EQ(w.epoch, 1u);
+  EXPECT_EQ(w.generation, 1u);
+  EXPECT_TRUE(w.resolutions.empty());
+  std::optional<protocol::Prepare> p = ch->Next<protocol::Prepare>(&ch->cursor);
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->txn, "1.1");
+  ASSERT_EQ(p->messages.size(), 3u);
+  EXPECT_EQ(p->messages[0].id, "t/0/0");
+  EXPECT_EQ(p->messages[2].value, "m2");
+  EXPECT_EQ(p->messages[0].delivery_count, 1u);
+  Vote(ch, w, p->txn, true);
+  std::optional<protocol::Commit> c = ch->Next<protocol::Commit>(&ch->cursor);
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->txn, p->txn);
+  // The COMMIT frame went out only after the record was durable.
+  ONCE_ASSERT_OK_AND_ASSIGN(std::optional<TxnRecord> rec, store_->Find(p->txn));
+  ASSERT_TRUE(rec.has_value());
+  EXPECT_EQ(rec->state, TxnState::kCommitted);
+  EXPECT_EQ(rec->messages.size(), 3u);
+  EXPECT_EQ(Acked(), 0);
+  Done(ch, w, p->txn);
+  ASSERT_TRUE(WaitDone(p->txn));
+  EXPECT_EQ(Acked(), 3);
+  EXPECT_EQ(group_->Describe().lag, 0);
+  EXPECT_EQ(ch->Count<protocol::Prepare>(), 1);
+}
+
+TEST_F(TxnCoordinatorTest, VoteNoAbortsAndRedeliversWithCountPlusOne) {
+  Publish(1);
+  auto ch = NewChannel();
+  protocol::Welcome w = Hello(ch);
+  std::optional<protocol::Prepare> p = ch->Next<protocol::Prepare>(&ch->cursor);
+  ASSERT_TRUE(p.has_value());
+  Vote(ch, w, p->txn, false);
+  std::optional<protocol::Abort> a = ch->Next<protocol::Abort>(&ch->cursor);
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->txn, p->txn);
+  EXPECT_THAT(a->reason, ::testing::HasSubstr("nope"));
+  std::optional<protocol::Prepare> again = ch->Next<protocol::Prepare>(&ch->cursor);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_NE(again->txn, p->txn);
+  ASSERT_EQ(again->messages.size(), 1u);
+  EXPECT_EQ(again->messages[0].id, p->messages[0].id);
+  EXPECT_EQ(again->messages[0].delivery_count, 2u);
+  EXPECT_EQ(metrics_.aborts("vote_no"), 1);
+  EXPECT_THAT(engine_->Get(p->txn), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(TxnCoordinatorTest, VoteTimeoutAborts) {
+  Publish(1);
+  auto ch = NewChannel();
+  Hello(ch);
+  std::optional<protocol::Prepare> p = ch->Next<protocol::Prepare>(&ch->cursor);
+  ASSERT_TRUE(p.has_value());
+  clock_.Advance(999);
+  engine_->Tick();
+  EXPECT_EQ(ch->Count<protocol::Abort>(), 0);
+  clock_.Advance(2);
+  engine_->Tick();
+  std::optional<protocol::Abort> a = ch->Next<protocol::Abort>(&ch->cursor);
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->txn, p->txn);
+  EXPECT_EQ(metrics_.aborts("vote_timeout"), 1);
+  std::optional<protocol::Prepare> again = ch->Next<protocol::Prepare>(&ch->cursor);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->messages[0].delivery_count, 2u);
+}
+
+TEST_F(TxnCoordinatorTest, DisconnectBeforeVoteReleasesTheLeases) {
+  Publish(2);
+  auto ch = NewChannel();
+  Hello(ch);
+  std::optional<protocol::Prepare> p = ch->Next<protocol::Prepare>(&ch->cursor);
+  ASSERT_TRUE(p.has_value());
+  EXPECT_CALL(*ch, Send(_)).Times(0);  // nothing more to a gone connection
+  engine_->OnDisconnect(ch.get());
+  EXPECT_EQ(metrics_.aborts("disconnect"), 1);
+  auto ch2 = NewChannel();
+  Hello(ch2);
+  std::optional<protocol::Prepare> again = ch2->Next<protocol::Prepare>(&ch2->cursor);
+  ASSERT_TRUE(again.has_value());
+  ASSERT_EQ(again->messages.size(), 2u);
+  EXPECT_EQ(again->messages[0].delivery_count, 2u);
+}
+
+TEST_F(TxnCoordinatorTest, TheBrokerDeleteAfterDoneDoesNotHoldUpTheNextVote) {
+  Publish(20);
+  auto ch = NewChannel();
+  protocol::Welcome w = Hello(ch, {}, /*window=*/2);
+  std::optional<protocol::Prepare> a = ch->Next<protocol::Prepare>(&ch->cursor);
+  std::optional<protocol::Prepare> b = ch->Next<protocol::Prepare>(&ch->cursor);
+  ASSERT_TRUE(a.has_value() && b.has_value());
+  Vote(ch, w, a->txn, true);
+  ASSERT_TRUE(ch->Next<protocol::Commit>(&ch->cursor).has_value());
+  // DONE(A) then VOTE(B), as one burst of the participant: the broker
+  // delete of A's batch (a durable group-store write) goes to the executor,
+  // so B's vote is decided without waiting for it.
+  defer_work_ = true;
+  Done(ch, w, a->txn);
+  EXPECT_EQ(Acked(), 0);
+  Vote(ch, w, b->txn, true);
+  std::optional<protocol::Commit> c = ch->Next<protocol::Commit>(&ch->cursor);
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->txn, b->txn);
+  EXPECT_EQ(Acked(), 0);
+  RunDeferred();
+  EXPECT_EQ(Acked(), 10);
+  Done(ch, w, b->txn);
+  ASSERT_TRUE(WaitDone(b->txn));  // and A: no committed txn is left
+  EXPECT_EQ(Acked(), 20);
+  ONCE_ASSERT_OK_AND_ASSIGN(std::optional<TxnRecord> rec, store_->Find(a->txn));
+  EXPECT_TRUE(!rec.has_value() || rec->state == TxnState::kDone);
+}
+
+TEST_F(TxnCoordinatorTest, DuplicateDoneIsIgnored) {
+  Publish(2);
+  auto ch = NewChannel();
+  protocol::Welcome w = Hello(ch);
+  std::optional<protocol::Prepare> p = ch->Next<protocol::Prepare>(&ch->cursor);
+  ASSERT_TRUE(p.has_value());
+  Vote(ch, w, p->txn, true);
+  ASSERT_TRUE(ch->Next<protocol::Commit>(&ch->cursor).has_value());
+  Done(ch, w, p->txn);
+  ASSERT_TRUE(WaitDone(p->txn));
+  Done(ch, w, p->txn);
+  EXPECT_EQ(ch->Count<protocol::Error>(), 0);
+  EXPECT_EQ(Acked(), 2);
+}
+
+// Model rule 1: a lease that expired under an undecided txn makes the
+// commit point refuse it (the message may be someone else's by now).
+TEST_F(TxnCoordinatorTest, ExpiredLeaseAtTheCommitPointAborts) {
+  Publish(1);
+  auto ch = NewChannel();
+  protocol::Hello h;
+  h.participant = "p1";
+  h.topic = "t";
+  h.group = "short";
+  h.window = 1;
+  engine_->OnHello(ch, h);
+  std::optional<protocol::Welcome> w = ch->Next<protocol::Welcome>(&ch->cursor);
+  ASSERT_TRUE(w.has_value());
+  std::optional<protocol::Prepare> p = ch->Next<protocol::Prepare>(&ch->cursor);
+  ASSERT_TRUE(p.has_value());
+  clock_.Advance(150);  // past the group's ack timeout, within the vote timeout
+  engine_->OnVote(ch.get(), protocol::Vote{p->txn, w->epoch, w->generation, true, ""});
+  std::optional<protocol::Abort> a = ch->Next<protocol::Abort>(&ch->cursor);
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->txn, p->txn);
+  EXPECT_THAT(a->reason, ::testing::HasSubstr("pinned"));
+  EXPECT_EQ(ch->Count<protocol::Commit>(), 0);
+  EXPECT_EQ(metrics_.aborts("pin_refused"), 1);
+  ONCE_ASSERT_OK_AND_ASSIGN(std::optional<TxnRecord> rec, store_->Find(p->txn));
+  EXPECT_FALSE(rec.has_value());  // nothing was written: presumed abort
+}
+
+TEST_F(TxnCoordinatorTest, WindowBoundsTransactionsInFlight) {
+  Publish(50);
+  auto ch = NewChannel();
+  protocol::Welcome w = Hello(ch, {}, /*window=*/3);
+  EXPECT_EQ(ch->Count<protocol::Prepare>(), 3);
+  std::optional<protocol::Prepare> p = ch->Next<protocol::Prepare>(&ch->cursor);
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->messages.size(), 10u);  // batch_max
+  Vote(ch, w, p->txn, false);
+  EXPECT_EQ(ch->Count<protocol::Prepare>(), 4);
+  TxnGauges g = engine_->Gauges();
+  EXPECT_EQ(g.preparing, 3);
+}
+
+}  // namespace
+}  // namespace once::coordinator
