@@ -13,7 +13,13 @@ ParticipantSession::ParticipantSession(TxnCoordinator* engine, Hooks hooks)
     : engine_(engine), hooks_(std::move(hooks)) {}
 
 void ParticipantSession::HandleFrame(std::string text) {
-  Enqueue([self = shared_from_this(), text = std::move(text)] { self->Handle(text); });
+  absl::StatusOr<protocol::Frame> frame = protocol::Decode(text);
+  const bool never_waits = frame.ok() && (std::holds_alternative<protocol::Vote>(*frame) ||
+                                          std::holds_alternative<protocol::Done>(*frame));
+  if (never_waits && RunNowIfIdle([this, &frame] { Handle(frame); })) {
+    return;
+  }
+  Enqueue([self = shared_from_this(), frame = std::move(frame)] { self->Handle(frame); });
 }
 
 void ParticipantSession::Disconnected() {
@@ -37,6 +43,33 @@ void ParticipantSession::Enqueue(std::function<void()> task) {
   hooks_.run([self = shared_from_this()] { self->Drain(); });
 }
 
+bool ParticipantSession::RunNowIfIdle(absl::FunctionRef<void()> task) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (draining_) return false;
+    draining_ = true;  // what arrives meanwhile queues behind `task`
+  }
+  RunGuarded(task);
+  {
+    absl::MutexLock lock(&mu_);
+    if (tasks_.empty()) {
+      draining_ = false;
+      return true;
+    }
+  }
+  hooks_.run([self = shared_from_this()] { self->Drain(); });
+  return true;
+}
+
+void ParticipantSession::RunGuarded(absl::FunctionRef<void()> task) {
+  try {
+    task();
+  } catch (const std::exception& e) {
+    spdlog::error("participant frame handler threw: {}", e.what());
+    SendError("internal", "internal error while handling the frame", 500);
+  }
+}
+
 void ParticipantSession::Drain() {
   for (;;) {
     std::function<void()> task;
@@ -49,21 +82,15 @@ void ParticipantSession::Drain() {
       task = std::move(tasks_.front());
       tasks_.pop_front();
     }
-    try {
-      task();
-    } catch (const std::exception& e) {
-      spdlog::error("participant frame handler threw: {}", e.what());
-      SendError("internal", "internal error while handling the frame", 500);
-    }
+    RunGuarded(task);
   }
 }
 
-void ParticipantSession::Handle(const std::string& text) {
+void ParticipantSession::Handle(const absl::StatusOr<protocol::Frame>& frame) {
   if (engine_ == nullptr) {
     SendError(kNotReady, "the transaction coordinator is not ready", 503);
     return;
   }
-  absl::StatusOr<protocol::Frame> frame = protocol::Decode(text);
   if (!frame.ok()) {
     SendError(kInvalidField, frame.status().message(), 400);
     return;

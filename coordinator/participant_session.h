@@ -7,10 +7,16 @@
 // write in flight; the number of frames the engine queues is bounded by
 // the participant's window).
 //
-// Ordering: the engine's calls block (broker and store I/O), so they run
-// on the worker pool, but one connection's frames are handled one at a
-// time, in arrival order, ending with the disconnect: a vote can never
-// overtake its hello, nor a hello the connection's end.
+// Ordering: one connection's frames are handled one at a time, in arrival
+// order, ending with the disconnect: a vote can never overtake its hello,
+// nor a hello the connection's end. Where: a hello may wait for the store
+// (in-doubt lookups, a commit being written), so it runs on the worker
+// pool, and the disconnect too (it releases leases); the engine never
+// waits for I/O on a vote or a done (TxnCoordinator::OnVote), so they run
+// at once on the caller's thread (the network thread) when no earlier
+// frame of the connection is still queued. That spares a hand-off to a
+// worker on the way from a vote to its COMMIT record and from a DONE to
+// the PREPARE that its freed slot lets out.
 //
 // Thread-safe. Knows nothing of Beast: the session passes its hooks, so
 // that the glue is testable without a network.
@@ -23,10 +29,13 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "coordinator/participant_channel.h"
 #include "coordinator/txn_coordinator.h"
+#include "schema/txn_protocol.h"
 
 namespace once::coordinator {
 
@@ -59,8 +68,13 @@ class ParticipantSession : public ParticipantChannel,
  private:
   // Runs `task` after every task queued before it, on the worker pool.
   void Enqueue(std::function<void()> task);
+  // Runs `task` now, on this thread, if no task is queued or running;
+  // false (nothing run) otherwise.
+  bool RunNowIfIdle(absl::FunctionRef<void()> task);
   void Drain();
-  void Handle(const std::string& text);
+  // Runs one task; an exception becomes an "internal" error frame.
+  void RunGuarded(absl::FunctionRef<void()> task);
+  void Handle(const absl::StatusOr<protocol::Frame>& frame);
   void SendError(absl::string_view code, absl::string_view message, int status);
 
   TxnCoordinator* const engine_;

@@ -61,7 +61,7 @@ void TxnCoordinator::DecideCommit(const std::string& txn_id,
               absl::StrCat("the leases could not be pinned at the commit point: ", why.message()),
               /*send_frame=*/true, /*release=*/!r.ok() || r->applied == 0, &after);
       }
-      Run(std::move(after));
+      RunSoon(std::move(after));
       if (done) done(absl::AbortedError(absl::StrCat("txn ", txn_id, " aborted: ", why.message())));
       return;
     }

@@ -188,6 +188,14 @@ void TxnCoordinator::Run(Aftermath after) {
   }
 }
 
+void TxnCoordinator::RunSoon(Aftermath after) {
+  if (after.nacks.empty()) {
+    Run(std::move(after));
+    return;
+  }
+  executor_([this, after = std::move(after)]() mutable { Run(std::move(after)); });
+}
+
 TxnCoordinator::Connection* TxnCoordinator::CheckFrameLocked(ParticipantChannel* channel,
                                                              uint64_t epoch, uint64_t generation) {
   auto it = channels_.find(channel);
@@ -395,11 +403,13 @@ void TxnCoordinator::OnVote(ParticipantChannel* channel, const protocol::Vote& v
   bool commit = false;
   bool closed = false;
   uint64_t generation = 0;
+  std::shared_ptr<ParticipantChannel> reply_to;  // `channel`, kept alive for a later answer
   {
     absl::MutexLock lock(&mu_);
     Connection* c = CheckFrameLocked(channel, vote.epoch, vote.generation);
     if (c == nullptr) return;
     generation = c->generation;
+    reply_to = c->channel;
     auto it = txns_.find(vote.txn);
     closed = it == txns_.end();
     if (!closed) {
@@ -434,11 +444,14 @@ void TxnCoordinator::OnVote(ParticipantChannel* channel, const protocol::Vote& v
     }
   }
   if (closed) {
-    // Not open: answered with its outcome (model rule 5: the re-ask).
-    AnswerClosedTxn(channel, vote.txn, generation);
+    // Not open: answered with its outcome (model rule 5: the re-ask), which
+    // the store holds.
+    executor_([this, reply_to = std::move(reply_to), txn = vote.txn, generation] {
+      AnswerClosedTxn(reply_to.get(), txn, generation);
+    });
     return;
   }
-  Run(std::move(after));
+  RunSoon(std::move(after));
   if (commit) DecideCommit(vote.txn);
 }
 

@@ -126,11 +126,16 @@ class TxnCoordinator {
   absl::Status Recover();
   uint64_t epoch() const;
 
-  // ---- participant sessions (on a worker thread)
+  // ---- participant sessions
 
   // Opens (or, for a participant id already connected, takes over: the
   // older connection is closed with "fenced") a session; answers welcome.
+  // May wait for the store: call on a worker thread.
   void OnHello(std::shared_ptr<ParticipantChannel> channel, const protocol::Hello& hello);
+  // Do no I/O themselves (what needs it, releasing leases or looking up a
+  // closed txn, goes to the executor), so that the network thread can call
+  // them: a vote's COMMIT record is queued and a DONE's freed slot lets the
+  // next PREPARE out without a hand-off to a worker first.
   void OnVote(ParticipantChannel* channel, const protocol::Vote& vote);
   void OnDone(ParticipantChannel* channel, const protocol::Done& done);
   // The connection is gone: its undecided txns are aborted (their leases
@@ -235,6 +240,9 @@ class TxnCoordinator {
   // Applies `event` to T's state; false (logged) when the table refuses.
   bool Apply(Txn& txn, TxnEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Run(Aftermath after);
+  // Run, but on the executor if it releases leases (a broker write): for
+  // the callers that must not wait for I/O.
+  void RunSoon(Aftermath after);
   // Pins T's leases, then submits its COMMIT record (T is `committing`).
   void DecideCommit(const std::string& txn_id, std::function<void(absl::Status)> done = nullptr);
   void OnCommitWritten(const std::string& txn_id, absl::Status status,

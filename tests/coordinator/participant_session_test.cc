@@ -78,7 +78,7 @@ TEST_F(EngineSessionTest, MalformedAndMisdirectedFramesAreAnsweredInOrder) {
   s->HandleFrame(R"({"type":"vote","txn":"1.1","epoch":1,"generation":1,"vote":"maybe"})");
   s->HandleFrame(R"({"type":"commit","txn":"1.1","epoch":1,"generation":1})");
   s->HandleFrame(R"({"type":"done","txn":"1.1","epoch":1,"generation":1})");
-  EXPECT_TRUE(sent_.empty());  // nothing runs on the caller's thread
+  EXPECT_TRUE(sent_.empty());  // all behind the first on the worker pool, the done too
   Drain();
   ASSERT_EQ(sent_.size(), 4u);
   EXPECT_EQ(Code(0), "invalid_field");
@@ -86,6 +86,33 @@ TEST_F(EngineSessionTest, MalformedAndMisdirectedFramesAreAnsweredInOrder) {
   EXPECT_EQ(Code(2), "unexpected_frame");
   EXPECT_EQ(Code(3), "hello_required");
   EXPECT_EQ(closes_, 0);
+}
+
+TEST_F(EngineSessionTest, VotesAndDonesAreHandledAtOnceWhenNothingIsQueued) {
+  auto s = std::make_shared<ParticipantSession>(&engine_, Hooks());
+  s->HandleFrame(R"({"type":"vote","txn":"1.1","epoch":1,"generation":1,"vote":"yes"})");
+  s->HandleFrame(R"({"type":"done","txn":"1.1","epoch":1,"generation":1})");
+  EXPECT_TRUE(work_.empty());  // no hand-off to a worker
+  ASSERT_EQ(sent_.size(), 2u);
+  EXPECT_EQ(Code(0), "hello_required");
+  EXPECT_EQ(Code(1), "hello_required");
+}
+
+TEST_F(EngineSessionTest, VotesAndDonesWaitBehindTheFramesQueuedBeforeThem) {
+  auto s = std::make_shared<ParticipantSession>(&engine_, Hooks());
+  s->HandleFrame(R"({"type":"hello","participant":"p","topic":"t","group":"g","in_doubt":[],)");
+  s->HandleFrame(R"({"type":"vote","txn":"1.1","epoch":1,"generation":1,"vote":"yes"})");
+  s->HandleFrame(R"({"type":"done","txn":"1.1","epoch":1,"generation":1})");
+  EXPECT_TRUE(sent_.empty());  // the malformed hello went to the worker pool first
+  Drain();
+  ASSERT_EQ(sent_.size(), 3u);
+  EXPECT_EQ(Code(0), "invalid_field");
+  EXPECT_EQ(Code(1), "hello_required");
+  EXPECT_EQ(Code(2), "hello_required");
+  // Idle again: the next done is answered at once.
+  s->HandleFrame(R"({"type":"done","txn":"1.2","epoch":1,"generation":1})");
+  EXPECT_TRUE(work_.empty());
+  EXPECT_EQ(sent_.size(), 4u);
 }
 
 TEST_F(EngineSessionTest, RefusedHelloClosesAndLaterSendsAreDropped) {
