@@ -178,6 +178,18 @@ TEST_F(TxnCoordinatorTest, VoteForClosedTxnIsAnsweredWithItsOutcome) {
   EXPECT_EQ(Acked(), 1);
 }
 
+TEST_F(TxnCoordinatorTest, AReAskLooksUpTheStoreOnTheExecutorNotTheCallersThread) {
+  auto ch = NewChannel();
+  protocol::Welcome w = Hello(ch);
+  defer_work_ = true;
+  Vote(ch, w, "1.999", true);  // never open: the answer needs the store
+  EXPECT_EQ(ch->Count<protocol::Abort>(), 0);
+  RunDeferred();
+  std::optional<protocol::Abort> a = ch->Next<protocol::Abort>(&ch->cursor);
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->txn, "1.999");
+}
+
 TEST_F(TxnCoordinatorTest, HelloResolvesInDoubtIdsAndAbortsUndecidedOnes) {
   Publish(20);
   auto ch1 = NewChannel();
