@@ -133,6 +133,7 @@ absl::StatusOr<std::unique_ptr<TxnStore>> TxnStore::Open(const std::string& path
     return absl::InvalidArgumentError(absl::StrCat("txn store ", path, ": options.clock is null"));
   }
   if (options.max_batch == 0) options.max_batch = 1;
+  if (options.remove_chunk == 0) options.remove_chunk = 1;
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
     if (errno != ENOENT) {
@@ -167,21 +168,27 @@ absl::StatusOr<std::unique_ptr<TxnStore>> TxnStore::Open(const std::string& path
   if (*epoch < 0) {
     return absl::DataLossError(absl::StrCat("txn store ", path, ": epoch ", *epoch, " < 0"));
   }
+  // Done records a crash left behind count towards the next removal.
+  absl::StatusOr<int64_t> done =
+      (*write_db)->QueryInt64("SELECT count(*) FROM txns WHERE state = 4");
+  if (!done.ok()) return prefix(done.status(), "counting done records");
   db_options.create_if_missing = false;
   absl::StatusOr<std::unique_ptr<sqlite::Database>> read_db =
       sqlite::Database::Open(path, db_options);
   if (!read_db.ok()) return prefix(read_db.status(), "opening the read connection");
-  return std::unique_ptr<TxnStore>(new TxnStore(
-      path, options, std::move(*write_db), std::move(*read_db), static_cast<uint64_t>(*epoch)));
+  return std::unique_ptr<TxnStore>(new TxnStore(path, options, std::move(*write_db),
+                                                std::move(*read_db), static_cast<uint64_t>(*epoch),
+                                                static_cast<size_t>(*done)));
 }
 
 TxnStore::TxnStore(std::string path, TxnStoreOptions options,
                    std::unique_ptr<sqlite::Database> write_db,
-                   std::unique_ptr<sqlite::Database> read_db, uint64_t epoch)
+                   std::unique_ptr<sqlite::Database> read_db, uint64_t epoch, size_t done_unremoved)
     : path_(std::move(path)),
       options_(options),
       epoch_(epoch),
       write_db_(std::move(write_db)),
+      done_unremoved_(done_unremoved),
       read_db_(std::move(read_db)) {
   writer_ = std::thread([this] { WriterLoop(); });
 }

@@ -104,8 +104,16 @@ struct TxnStoreOptions {
   Clock* clock = SystemClock();
   // Open fails with kNotFound instead of creating a missing file (tools).
   bool create_if_missing = true;
-  // Done records are removed once this many have accumulated (and at Close).
+  // Done records are kept until this many have accumulated (operators see
+  // the recent ones); from then on every group commit removes the oldest
+  // ones in its own SQLite transaction, at most remove_chunk more than it
+  // marks done, so the count stays near remove_batch. All go at Close.
   size_t remove_batch = 256;
+  // A removal costs some 10 us a record (the record and its runs): in
+  // chunks of this size, riding the decisions' commits, it adds tens of
+  // microseconds to a group commit, where removing remove_batch records in
+  // a commit of their own held the next decisions back 2-4 ms. >= 1.
+  size_t remove_chunk = 16;
   // How long done markings and attempt counts with no COMMIT record queued
   // may wait for one to share its fsync. They are bookkeeping: a done
   // marking lost to a crash only makes recovery send that COMMIT again,
@@ -187,7 +195,7 @@ class TxnStore {
   absl::StatusOr<std::vector<AuditEntry>> AuditLog(std::optional<std::string> txn);
 
   // Removes every done record now; returns how many. (The writer does it
-  // by itself every `remove_batch` done records and at Close.)
+  // by itself, in chunks, past `remove_batch` done records, and at Close.)
   absl::StatusOr<size_t> RemoveDone();
 
   struct Stats {
@@ -217,13 +225,14 @@ class TxnStore {
     std::vector<PendingCommit> commits;
     std::vector<PendingDone> dones;
     absl::flat_hash_map<std::string, uint32_t> attempts;
+    size_t removed = 0;  // done records its write removed (WriteBatch)
     bool empty() const { return commits.empty() && dones.empty() && attempts.empty(); }
     // Worth an fsync of its own now: a decision waits, or enough markings.
     bool urgent(size_t max_batch) const { return !commits.empty() || dones.size() >= max_batch; }
   };
 
   TxnStore(std::string path, TxnStoreOptions options, std::unique_ptr<sqlite::Database> write_db,
-           std::unique_ptr<sqlite::Database> read_db, uint64_t epoch);
+           std::unique_ptr<sqlite::Database> read_db, uint64_t epoch, size_t done_unremoved);
 
   // The writer thread (txn_store_writer.cc).
   void WriterLoop();
@@ -232,6 +241,12 @@ class TxnStore {
   absl::Status WriteBatch(Batch& batch, std::vector<absl::Status>& results)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   absl::StatusOr<size_t> RemoveDoneLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Inside WriteBatch's transaction: removes the oldest done records past
+  // remove_batch, at most `marked` + remove_chunk of them. A failure is
+  // undone alone (logged): the decisions of the batch do not depend on it.
+  // Returns how many were removed.
+  absl::StatusOr<size_t> RemoveDoneChunkLocked(size_t marked)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   absl::Status Prefixed(const absl::Status& status, std::string_view what) const;
 
   const std::string path_;
@@ -243,7 +258,7 @@ class TxnStore {
   mutable absl::Mutex write_mu_;
   std::unique_ptr<sqlite::Database> write_db_ ABSL_GUARDED_BY(write_mu_);
   // Done records not yet removed (approximate: counts markings).
-  size_t done_unremoved_ ABSL_GUARDED_BY(write_mu_) = 0;
+  size_t done_unremoved_ ABSL_GUARDED_BY(write_mu_);
 
   // The readers' connection.
   mutable absl::Mutex read_mu_;

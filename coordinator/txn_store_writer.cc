@@ -1,5 +1,6 @@
 // TxnStore's writer thread: the group commit of decisions, done markings
 // and attempt counts, and the batched removal of done records.
+#include <algorithm>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -7,6 +8,7 @@
 #include "absl/synchronization/notification.h"
 #include "coordinator/txn_store.h"
 #include "schema/status_macros.h"
+#include "spdlog/spdlog.h"
 
 namespace once::coordinator {
 namespace {
@@ -144,6 +146,7 @@ void TxnStore::WriterLoop() {
       for (size_t i = 0; i < batch.dones.size(); ++i) {
         if (results[batch.commits.size() + i].ok()) ++stats_.done_marked;
       }
+      stats_.removed += batch.removed;
     }
     // Durable (or failed as a whole): now, and only now, tell the callers.
     for (size_t i = 0; i < batch.commits.size(); ++i) {
@@ -152,13 +155,6 @@ void TxnStore::WriterLoop() {
     for (size_t i = 0; i < batch.dones.size(); ++i) {
       batch.dones[i].done(written.ok() ? results[batch.commits.size() + i] : written);
     }
-    // After the answers: removing a batch of done records (their runs go
-    // by cascade) costs some 40k instructions a record and a commit of its
-    // own, milliseconds that the decisions just written must not wait for.
-    // A failed removal is retried after the next batch: the records stay
-    // done, nothing depends on their removal.
-    absl::MutexLock lock(&write_mu_);
-    if (written.ok() && done_unremoved_ >= options_.remove_batch) (void)RemoveDoneLocked();
   }
   absl::MutexLock lock(&write_mu_);
   (void)RemoveDoneLocked();
@@ -266,6 +262,12 @@ absl::Status TxnStore::WriteBatch(Batch& batch, std::vector<absl::Status>& resul
       }
     }
 
+    size_t marked = 0;
+    for (size_t i = 0; i < batch.dones.size(); ++i) {
+      if (results[batch.commits.size() + i].ok()) ++marked;
+    }
+    ONCE_ASSIGN_OR_RETURN(batch.removed, RemoveDoneChunkLocked(marked));
+
     if (!batch.attempts.empty()) {
       ONCE_ASSIGN_OR_RETURN(
           sqlite::Statement add_attempts,
@@ -277,9 +279,12 @@ absl::Status TxnStore::WriteBatch(Batch& batch, std::vector<absl::Status>& resul
         ONCE_RETURN_IF_ERROR(add_attempts.Run());
       }
     }
-    return txn.Commit();
+    ONCE_RETURN_IF_ERROR(txn.Commit());
+    done_unremoved_ -= std::min(done_unremoved_, batch.removed);
+    return absl::OkStatus();
   };
   absl::Status written = write();
+  if (!written.ok()) batch.removed = 0;
   if (!written.ok()) {
     return absl::Status(
         written.code(),
@@ -287,6 +292,34 @@ absl::Status TxnStore::WriteBatch(Batch& batch, std::vector<absl::Status>& resul
                      batch.dones.size(), " done markings: ", written.message()));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> TxnStore::RemoveDoneChunkLocked(size_t marked) {
+  if (done_unremoved_ <= options_.remove_batch) return 0;
+  const size_t limit =
+      std::min(done_unremoved_ - options_.remove_batch, marked + options_.remove_chunk);
+  sqlite::Database* db = write_db_.get();
+  ONCE_RETURN_IF_ERROR(db->ExecCached("SAVEPOINT remove_done"));
+  auto remove = [&]() -> absl::StatusOr<size_t> {
+    // Oldest decisions first (txns_by_state); runs go by cascade.
+    ONCE_ASSIGN_OR_RETURN(
+        sqlite::Statement remove_oldest,
+        db->PrepareCached("DELETE FROM txns WHERE txn IN (SELECT txn FROM txns WHERE state = 4 "
+                          "ORDER BY decided_ms LIMIT ?)"));
+    ONCE_RETURN_IF_ERROR(remove_oldest.Reset());
+    ONCE_RETURN_IF_ERROR(remove_oldest.BindInt64(1, static_cast<int64_t>(limit)));
+    ONCE_RETURN_IF_ERROR(remove_oldest.Run());
+    return static_cast<size_t>(db->Changes());
+  };
+  absl::StatusOr<size_t> removed = remove();
+  if (!removed.ok()) {
+    ONCE_RETURN_IF_ERROR(db->ExecCached("ROLLBACK TO remove_done"));
+    spdlog::warn("txn store {}: removing done records: {}; retried with the next group commit",
+                 path_, removed.status().ToString());
+    removed = 0;
+  }
+  ONCE_RETURN_IF_ERROR(db->ExecCached("RELEASE remove_done"));
+  return removed;
 }
 
 }  // namespace once::coordinator

@@ -225,34 +225,75 @@ TEST_F(TxnStoreTest, ReopenKeepsCommittedNotDoneAndRemovesDone) {
   EXPECT_FALSE(removed.has_value());
 }
 
-TEST_F(TxnStoreTest, DoneRecordsAreRemovedInBatches) {
+TEST_F(TxnStoreTest, DoneRecordsPastTheBatchAreRemovedOldestFirstWithTheGroupCommit) {
   TxnStoreOptions options = Options();
-  options.remove_batch = 3;
+  options.remove_batch = 2;
   auto store = OpenStore(options);
   ASSERT_NE(store, nullptr);
-  for (int i = 0; i < 4; ++i)
+  for (int i = 0; i < 5; ++i) {
+    clock_.Advance(10);  // decided in this order
     ONCE_ASSERT_OK(store->RecordCommit(MakeRecord(absl::StrCat("1.", i))));
+  }
   ONCE_ASSERT_OK(store->RecordDone("1.0"));
   ONCE_ASSERT_OK(store->RecordDone("1.1"));
   ONCE_ASSERT_OK_AND_ASSIGN(std::vector<TxnRecord> done, store->List(TxnState::kDone, 0));
-  EXPECT_EQ(done.size(), 2u);
+  EXPECT_EQ(done.size(), 2u);  // kept: no more than remove_batch
   EXPECT_EQ(store->stats().removed, 0u);
-  ONCE_ASSERT_OK(store->RecordDone("1.2"));  // the third: the batch goes
-  // Removed after the writer answered the third, before its next batch:
-  // gone once the next write is answered.
-  ONCE_ASSERT_OK(store->RecordCommit(MakeRecord("1.4")));
+  // The third goes past the batch: the oldest done record is removed in
+  // the same SQLite transaction that marks it, no commit of its own.
+  const uint64_t commits = store->stats().commits;
+  ONCE_ASSERT_OK(store->RecordDone("1.2"));
+  EXPECT_EQ(store->stats().commits, commits + 1);
+  EXPECT_EQ(store->stats().removed, 1u);
   ONCE_ASSERT_OK_AND_ASSIGN(done, store->List(TxnState::kDone, 0));
-  EXPECT_TRUE(done.empty());
-  EXPECT_EQ(store->stats().removed, 3u);
-  ONCE_ASSERT_OK_AND_ASSIGN(std::vector<TxnRecord> all, store->List(std::nullopt, 0));
-  ASSERT_EQ(all.size(), 2u);
-  EXPECT_EQ(all[0].txn, "1.3");
-  EXPECT_EQ(all[1].txn, "1.4");
-  // Removed with their messages.
+  ASSERT_EQ(done.size(), 2u);
+  EXPECT_EQ(done[0].txn, "1.1");
+  EXPECT_EQ(done[1].txn, "1.2");
+  ONCE_ASSERT_OK_AND_ASSIGN(std::optional<TxnRecord> gone, store->Find("1.0"));
+  EXPECT_FALSE(gone.has_value());
+  // Removed with its runs; the others keep theirs.
   ONCE_ASSERT_OK_AND_ASSIGN(auto db, sqlite::Database::Open(path_));
   ONCE_ASSERT_OK_AND_ASSIGN(int64_t rows, db->QueryInt64("SELECT (SELECT COUNT(*) FROM txn_runs) + "
                                                          "(SELECT COUNT(*) FROM txn_messages)"));
-  EXPECT_EQ(rows, 4);  // 1.3 and 1.4, two runs each
+  EXPECT_EQ(rows, 8);  // 1.1 to 1.4, two runs each
+  store->Close();
+  EXPECT_EQ(store->stats().removed, 3u);  // the rest at Close
+}
+
+TEST_F(TxnStoreTest, ARemovalBacklogGoesInChunksOfBoundedSize) {
+  // Done records left by a crash (the store closed without removing them)
+  // count at open, and go a chunk per group commit, not all at once.
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    for (int i = 0; i < 6; ++i) {
+      clock_.Advance(10);
+      ONCE_ASSERT_OK(store->RecordCommit(MakeRecord(absl::StrCat("1.", i))));
+    }
+  }
+  {
+    // Done, not removed yet: what a crash leaves (Close would remove them).
+    ONCE_ASSERT_OK_AND_ASSIGN(auto db, sqlite::Database::Open(path_));
+    ONCE_ASSERT_OK(db->Exec("UPDATE txns SET state = 4, done_ms = 1"));
+  }
+  TxnStoreOptions options = Options();
+  options.remove_batch = 2;
+  options.remove_chunk = 1;
+  auto store = OpenStore(options);
+  ASSERT_NE(store, nullptr);
+  ONCE_ASSERT_OK_AND_ASSIGN(std::vector<TxnRecord> done, store->List(TxnState::kDone, 0));
+  ASSERT_EQ(done.size(), 6u);
+  // Each group commit (marking nothing done) removes one: chunk 1.
+  for (int i = 0; i < 4; ++i) {
+    ONCE_ASSERT_OK(store->RecordCommit(MakeRecord(absl::StrCat("2.", i))));
+    EXPECT_EQ(store->stats().removed, static_cast<uint64_t>(i + 1));
+  }
+  ONCE_ASSERT_OK(store->RecordCommit(MakeRecord("2.4")));
+  EXPECT_EQ(store->stats().removed, 4u);  // two left: remove_batch
+  ONCE_ASSERT_OK_AND_ASSIGN(done, store->List(TxnState::kDone, 0));
+  ASSERT_EQ(done.size(), 2u);
+  EXPECT_EQ(done[0].txn, "1.4");  // the newest kept
+  EXPECT_EQ(done[1].txn, "1.5");
 }
 
 TEST_F(TxnStoreTest, DoneTwiceIsFineDoneOfUnknownIsNotFound) {
