@@ -6,6 +6,7 @@
 //   eo-bench-consumer --url ws://127.0.0.1:PORT/v1/ws --topic T --group G
 //       --id c1 --db c1.db --mode exactly-once|idempotent|at-least-once
 //       [--window 16] [--expect N] [--timeout_s 600] [--store sqlite|none]
+//       [--ready_file PATH]
 //
 // Its handler stages ONE statement per message,
 //   INSERT INTO eo_bench (message_id, publish_ns) VALUES (?1, ?2),
@@ -39,6 +40,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <utility>
@@ -69,6 +71,9 @@ ABSL_FLAG(std::string, mode, "exactly-once", "exactly-once | idempotent | at-lea
 ABSL_FLAG(int, window, 16, "transactions (exactly-once) or credits (streaming) in flight");
 ABSL_FLAG(int64_t, expect, 0, "stop once this many messages were applied (0: run until a signal)");
 ABSL_FLAG(double, timeout_s, 600, "stop after this long anyway");
+ABSL_FLAG(std::string, ready_file, "",
+          "created (empty) once the first session is open (welcome or subscribed received): a "
+          "driver that measures latency starts publishing only then");
 ABSL_FLAG(std::string, store, "sqlite",
           "sqlite: apply each effect durably; none (at-least-once only): apply nothing, count");
 
@@ -324,9 +329,16 @@ int main(int argc, char** argv) {
   // Poll every 10 ms for a signal, the expected count or the timeout.
   const int64_t deadline = start_ns + static_cast<int64_t>(timeout_s * 1e9);
   bool timed_out = false;
+  std::string ready_file = absl::GetFlag(FLAGS_ready_file);
   for (;;) {
     const timespec step{0, 10'000'000};
     if (sigtimedwait(&signals, nullptr, &step) > 0) break;
+    if (!ready_file.empty() && (*participant)->stats().connects > 0) {
+      std::ofstream ready(ready_file);
+      if (!ready)
+        return Fail(1, absl::FailedPreconditionError("--ready_file: cannot create " + ready_file));
+      ready_file.clear();
+    }
     if (expect > 0 && timed.applied() >= expect) break;
     if (NowNanos() >= deadline) {
       timed_out = expect > 0;

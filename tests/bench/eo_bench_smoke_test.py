@@ -71,15 +71,25 @@ def main():
         check(r.returncode == 0 and res["votes_no"] >= 1 and res["applied"] == 0,
               f"malformed payload voted NO, nothing applied ({res['votes_no']} NO votes)")
         check(b.count_rows([db]) == 0, "no row for the malformed payload")
+        # A ready file that cannot be created: a clear error, exit 1.
+        r = subprocess.run(b.consumer_cmd(port, "bad", "g", "exactly-once", "bad-2",
+                                          os.path.join(out, "bad2.db"))[:-1]
+                           + ["--timeout_s=10", f"--ready_file={out}/no/such/dir/ready"],
+                           capture_output=True, text=True, timeout=60)
+        check(r.returncode == 1 and "--ready_file" in r.stderr,
+              f"unwritable --ready_file -> exit 1 naming it ({r.stderr.strip()[-200:]})")
 
         # 3. 500 messages, exactly once.
         api.call("PUT", f"/v1/topics/{b.TOPIC}", b.TOPIC_CONFIG)
         b.publish_backlog(api, 500)
         b.create_group(api, b.TOPIC, "g", "exactly-once")
         db = os.path.join(out, "good.db")
+        ready = os.path.join(out, "good.ready")
         r = subprocess.run(b.consumer_cmd(port, b.TOPIC, "g", "exactly-once", "good-1", db,
-                                          expect=500), capture_output=True, text=True, timeout=120)
+                                          expect=500) + [f"--ready_file={ready}"],
+                           capture_output=True, text=True, timeout=120)
         check(r.returncode == 0, f"consumer exit 0 ({r.stderr.strip()[-300:]})")
+        check(os.path.exists(ready), "the ready file was created once the session opened")
         res = json.loads(r.stdout.strip().splitlines()[-1])
         rows, distinct = b.distinct_rows([db])
         check(res["applied"] == 500 and rows == 500 and distinct == 500,
