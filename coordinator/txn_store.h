@@ -241,11 +241,12 @@ class TxnStore {
   absl::Status WriteBatch(Batch& batch, std::vector<absl::Status>& results)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   absl::StatusOr<size_t> RemoveDoneLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  // Inside WriteBatch's transaction: removes the oldest done records past
-  // remove_batch, at most `marked` + remove_chunk of them. A failure is
-  // undone alone (logged): the decisions of the batch do not depend on it.
-  // Returns how many were removed.
-  absl::StatusOr<size_t> RemoveDoneChunkLocked(size_t marked)
+  // Inside WriteBatch's transaction, where `done` records are done (this
+  // batch's `marked` included): removes the oldest past remove_batch, at
+  // most `marked` + remove_chunk of them. A failure is undone alone
+  // (logged): the decisions of the batch do not depend on it. Returns how
+  // many were removed.
+  absl::StatusOr<size_t> RemoveDoneChunkLocked(size_t done, size_t marked)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   absl::Status Prefixed(const absl::Status& status, std::string_view what) const;
 
@@ -257,7 +258,8 @@ class TxnStore {
   // Audit and RemoveDone. Never held while callbacks run.
   mutable absl::Mutex write_mu_;
   std::unique_ptr<sqlite::Database> write_db_ ABSL_GUARDED_BY(write_mu_);
-  // Done records not yet removed (approximate: counts markings).
+  // Done records not yet removed: counted at open, then kept by the
+  // committed markings and removals.
   size_t done_unremoved_ ABSL_GUARDED_BY(write_mu_);
 
   // The readers' connection.

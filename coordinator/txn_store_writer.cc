@@ -241,6 +241,7 @@ absl::Status TxnStore::WriteBatch(Batch& batch, std::vector<absl::Status>& resul
         db->PrepareCached("UPDATE txns SET state = 4, done_ms = ? WHERE txn = ? AND state = 3"));
     ONCE_ASSIGN_OR_RETURN(sqlite::Statement exists,
                           db->PrepareCached("SELECT state FROM txns WHERE txn = ?"));
+    size_t newly_done = 0;  // counted into done_unremoved_ once committed
     for (size_t i = 0; i < batch.dones.size(); ++i) {
       const std::string& id = batch.dones[i].txn;
       ONCE_RETURN_IF_ERROR(mark_done.Reset());
@@ -248,7 +249,7 @@ absl::Status TxnStore::WriteBatch(Batch& batch, std::vector<absl::Status>& resul
       ONCE_RETURN_IF_ERROR(mark_done.BindText(2, id));
       ONCE_RETURN_IF_ERROR(mark_done.Run());
       if (db->Changes() > 0) {
-        ++done_unremoved_;
+        ++newly_done;
         continue;
       }
       ONCE_RETURN_IF_ERROR(exists.Reset());
@@ -262,11 +263,8 @@ absl::Status TxnStore::WriteBatch(Batch& batch, std::vector<absl::Status>& resul
       }
     }
 
-    size_t marked = 0;
-    for (size_t i = 0; i < batch.dones.size(); ++i) {
-      if (results[batch.commits.size() + i].ok()) ++marked;
-    }
-    ONCE_ASSIGN_OR_RETURN(batch.removed, RemoveDoneChunkLocked(marked));
+    const size_t done_now = done_unremoved_ + newly_done;
+    ONCE_ASSIGN_OR_RETURN(batch.removed, RemoveDoneChunkLocked(done_now, newly_done));
 
     if (!batch.attempts.empty()) {
       ONCE_ASSIGN_OR_RETURN(
@@ -280,11 +278,11 @@ absl::Status TxnStore::WriteBatch(Batch& batch, std::vector<absl::Status>& resul
       }
     }
     ONCE_RETURN_IF_ERROR(txn.Commit());
-    done_unremoved_ -= std::min(done_unremoved_, batch.removed);
+    done_unremoved_ = done_now - std::min(done_now, batch.removed);
     return absl::OkStatus();
   };
   absl::Status written = write();
-  if (!written.ok()) batch.removed = 0;
+  if (!written.ok()) batch.removed = 0;  // rolled back with the rest
   if (!written.ok()) {
     return absl::Status(
         written.code(),
@@ -294,10 +292,9 @@ absl::Status TxnStore::WriteBatch(Batch& batch, std::vector<absl::Status>& resul
   return absl::OkStatus();
 }
 
-absl::StatusOr<size_t> TxnStore::RemoveDoneChunkLocked(size_t marked) {
-  if (done_unremoved_ <= options_.remove_batch) return 0;
-  const size_t limit =
-      std::min(done_unremoved_ - options_.remove_batch, marked + options_.remove_chunk);
+absl::StatusOr<size_t> TxnStore::RemoveDoneChunkLocked(size_t done, size_t marked) {
+  if (done <= options_.remove_batch) return 0;
+  const size_t limit = std::min(done - options_.remove_batch, marked + options_.remove_chunk);
   sqlite::Database* db = write_db_.get();
   ONCE_RETURN_IF_ERROR(db->ExecCached("SAVEPOINT remove_done"));
   auto remove = [&]() -> absl::StatusOr<size_t> {
