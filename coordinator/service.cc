@@ -187,6 +187,9 @@ absl::Status Service::OpenCoordinator() {
   engine_options.vote_timeout_ms = options_.txn_vote_timeout_ms;
   engine_options.commit_retry_initial_ms = options_.txn_commit_retry_ms;
   engine_options.commit_retry_max_ms = std::max<int64_t>(60'000, options_.txn_commit_retry_ms);
+  // The broker deletes after DONEs share one groups.db fsync per 5 ms
+  // instead of one each (TxnCoordinatorOptions::finish_delay_ms).
+  engine_options.finish_delay_ms = 5;
   ONCE_RETURN_IF_ERROR(ValidateTxnCoordinatorOptions(engine_options));
   broker::GroupRegistry* groups = groups_.get();
   net::thread_pool* workers = workers_.get();

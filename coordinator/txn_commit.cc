@@ -2,8 +2,12 @@
 // COMMIT (re-)sends and DONE. See txn_coordinator.h.
 #include <algorithm>
 #include <utility>
+#include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "coordinator/txn_coordinator.h"
 #include "spdlog/spdlog.h"
 
@@ -149,10 +153,57 @@ void TxnCoordinator::OnDone(ParticipantChannel* channel, const protocol::Done& d
     record = t.record;
   }
   Run(std::move(freed));
-  executor_([this, txn_id = done.txn, group = std::move(group), handles = std::move(handles),
-             record = std::move(record)]() mutable {
-    FinishDone(txn_id, std::move(group), std::move(handles), std::move(record));
+  QueueFinish({done.txn, std::move(group), std::move(handles), std::move(record)});
+}
+
+void TxnCoordinator::QueueFinish(PendingFinish p) {
+  if (options_.finish_delay_ms == 0) {
+    executor_([this, p = std::move(p)]() mutable {
+      FinishDone(p.txn, std::move(p.group), std::move(p.handles), std::move(p.record));
+    });
+    return;
+  }
+  absl::MutexLock lock(&finish_mu_);
+  finish_queue_.push_back(std::move(p));
+  if (finish_scheduled_) return;
+  finish_scheduled_ = true;
+  executor_([this] {
+    absl::SleepFor(absl::Milliseconds(options_.finish_delay_ms));
+    FinishQueued();
   });
+}
+
+void TxnCoordinator::FinishQueued() {
+  std::vector<PendingFinish> queued;
+  {
+    absl::MutexLock lock(&finish_mu_);
+    queued.swap(finish_queue_);
+    finish_scheduled_ = false;
+  }
+  // One AckHandles per group for every batch of it that still holds its
+  // leases: one group-store write. Refused handles (a lease that changed
+  // hands cannot, being pinned; a group reset can) leave each batch to
+  // FinishDone's own delete, by handles, then by position (idempotent).
+  absl::flat_hash_map<broker::ConsumerGroup*, std::vector<PendingFinish*>> by_group;
+  for (PendingFinish& p : queued) {
+    if (p.group != nullptr && !p.handles.empty() && !p.record.broker_deleted) {
+      by_group[p.group.get()].push_back(&p);
+    }
+  }
+  for (auto& [group, batches] : by_group) {
+    if (batches.size() < 2) continue;  // FinishDone deletes a single one as before
+    std::vector<broker::DeliveryToken> handles;
+    for (const PendingFinish* p : batches) {
+      handles.insert(handles.end(), p->handles.begin(), p->handles.end());
+    }
+    absl::StatusOr<broker::AckResult> r = group->AckHandles(handles);
+    if (r.ok() && r->refused.empty()) {
+      for (PendingFinish* p : batches) p->record.broker_deleted = true;
+    }
+  }
+  for (PendingFinish& p : queued) {
+    FinishDone(p.txn, std::move(p.group), std::move(p.handles), std::move(p.record));
+  }
 }
 
 void TxnCoordinator::FinishDone(const std::string& txn_id,

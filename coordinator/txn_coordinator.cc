@@ -52,6 +52,9 @@ absl::Status ValidateTxnCoordinatorOptions(const TxnCoordinatorOptions& o) {
     return bad(absl::StrCat("max_window ", o.max_window, " is out of range 1..10000"));
   }
   if (o.hello_wait_ms < 0) return bad("hello_wait_ms must be >= 0");
+  if (o.finish_delay_ms < 0 || o.finish_delay_ms > 1'000) {
+    return bad(absl::StrCat("finish_delay_ms ", o.finish_delay_ms, " is out of range 0..1000"));
+  }
   if (o.clock == nullptr) return bad("clock is null");
   return absl::OkStatus();
 }

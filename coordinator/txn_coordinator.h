@@ -79,6 +79,14 @@ struct TxnCoordinatorOptions {
   // A failed COMMIT-record write is retried after this (the leases are
   // pinned by then: the decision can only go forward).
   int64_t commit_write_retry_ms = 1'000;
+  // How long the broker delete after a DONE waits for those of other DONEs,
+  // to share one group-store write (one fsync) with them. At a steady
+  // 2,000 msg/s each DONE took an fsync of its own, ~1,000 a second queued
+  // at the device in front of every other. Only the coordinator's own
+  // bookkeeping waits: the participant's slot is free at the DONE, and a
+  // crash meanwhile only re-sends the COMMIT (the record is still there).
+  // Real time, on a worker. 0..1000; 0: each DONE at once.
+  int64_t finish_delay_ms = 0;
   // The most transactions in flight one participant may ask for (a larger
   // hello window is clamped; the codec allows 1..1024). The group's
   // prefetch bounds the leases besides.
@@ -252,6 +260,18 @@ class TxnCoordinator {
   // on the executor, off the participant's frame queue: the broker delete is
   // a durable group-store write, and the VOTE that usually follows a DONE in
   // the same burst must not wait for it.
+  struct PendingFinish {
+    std::string txn;
+    std::shared_ptr<broker::ConsumerGroup> group;
+    std::vector<broker::DeliveryToken> handles;
+    TxnRecord record;
+  };
+  // FinishDone for `p`, at once or (finish_delay_ms) with the DONEs of the
+  // next few milliseconds.
+  void QueueFinish(PendingFinish p) ABSL_LOCKS_EXCLUDED(mu_, finish_mu_);
+  // The queued DONEs: one broker delete per group for all of them (falling
+  // back to each one's own), then FinishDone each.
+  void FinishQueued() ABSL_LOCKS_EXCLUDED(mu_, finish_mu_);
   void FinishDone(const std::string& txn_id, std::shared_ptr<broker::ConsumerGroup> group,
                   std::vector<broker::DeliveryToken> handles, TxnRecord record)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -313,6 +333,10 @@ class TxnCoordinator {
   absl::flat_hash_map<ParticipantChannel*, ParticipantKey> channels_ ABSL_GUARDED_BY(mu_);
   absl::btree_map<ParticipantKey, uint64_t> generations_ ABSL_GUARDED_BY(mu_);
   absl::btree_map<GroupKey, std::shared_ptr<GroupLoop>> loops_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex finish_mu_;
+  std::vector<PendingFinish> finish_queue_ ABSL_GUARDED_BY(finish_mu_);
+  bool finish_scheduled_ ABSL_GUARDED_BY(finish_mu_) = false;
 };
 
 }  // namespace once::coordinator

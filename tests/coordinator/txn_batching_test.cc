@@ -293,5 +293,17 @@ TEST(TxnCoordinatorOptionsTest, LingerOutOfRangeIsRefused) {
   EXPECT_THAT(ValidateTxnCoordinatorOptions(o), IsOk());
 }
 
+TEST(TxnCoordinatorOptionsTest, FinishDelayOutOfRangeIsRefused) {
+  TxnCoordinatorOptions o;
+  for (int64_t bad : {int64_t{-1}, int64_t{1001}}) {
+    o.finish_delay_ms = bad;
+    EXPECT_THAT(ValidateTxnCoordinatorOptions(o),
+                ::once::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                          ::testing::HasSubstr("finish_delay_ms")));
+  }
+  o.finish_delay_ms = 1000;
+  EXPECT_THAT(ValidateTxnCoordinatorOptions(o), IsOk());
+}
+
 }  // namespace
 }  // namespace once::coordinator

@@ -140,6 +140,31 @@ TEST_F(TxnCoordinatorTest, TheBrokerDeleteAfterDoneDoesNotHoldUpTheNextVote) {
   EXPECT_TRUE(!rec.has_value() || rec->state == TxnState::kDone);
 }
 
+TEST_F(TxnCoordinatorTest, DonesWithinTheFinishDelayShareOneBrokerDelete) {
+  finish_delay_ms_ = 5;
+  OpenEngine();
+  Publish(20);
+  auto ch = NewChannel();
+  protocol::Welcome w = Hello(ch, {}, /*window=*/2);
+  std::optional<protocol::Prepare> a = ch->Next<protocol::Prepare>(&ch->cursor);
+  std::optional<protocol::Prepare> b = ch->Next<protocol::Prepare>(&ch->cursor);
+  ASSERT_TRUE(a.has_value() && b.has_value());
+  Vote(ch, w, a->txn, true);
+  ASSERT_TRUE(ch->Next<protocol::Commit>(&ch->cursor).has_value());
+  Vote(ch, w, b->txn, true);
+  ASSERT_TRUE(ch->Next<protocol::Commit>(&ch->cursor).has_value());
+  defer_work_ = true;
+  Done(ch, w, a->txn);
+  Done(ch, w, b->txn);
+  EXPECT_EQ(Acked(), 0);  // queued: the work waits the delay, then deletes both
+  const int64_t writes = registry_->store()->stats().commits;
+  RunDeferred();
+  EXPECT_EQ(Acked(), 20);
+  EXPECT_EQ(registry_->store()->stats().commits, writes + 1);  // one delete for both
+  ASSERT_TRUE(WaitDone(a->txn));
+  ASSERT_TRUE(WaitDone(b->txn));
+}
+
 TEST_F(TxnCoordinatorTest, DuplicateDoneIsIgnored) {
   Publish(2);
   auto ch = NewChannel();

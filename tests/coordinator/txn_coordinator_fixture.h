@@ -163,6 +163,7 @@ class TxnCoordinatorTest : public ::testing::Test {
     o.commit_retry_initial_ms = 100;
     o.commit_retry_max_ms = 400;
     o.hello_wait_ms = 5'000;
+    o.finish_delay_ms = finish_delay_ms_;
     o.clock = &clock_;
     broker::GroupRegistry* registry = registry_.get();
     engine_ = std::make_unique<TxnCoordinator>(
@@ -252,6 +253,8 @@ class TxnCoordinatorTest : public ::testing::Test {
     EXPECT_TRUE(deferred_.empty());
   }
 
+  // TxnCoordinatorOptions::finish_delay_ms of the next OpenEngine.
+  int64_t finish_delay_ms_ = 0;
   // The executor runs work inline, or queues it while defer_work_ is set.
   bool defer_work_ = false;
   std::deque<std::function<void()>> deferred_;
