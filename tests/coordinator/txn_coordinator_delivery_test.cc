@@ -112,57 +112,48 @@ TEST_F(TxnCoordinatorTest, DisconnectBeforeVoteReleasesTheLeases) {
 }
 
 TEST_F(TxnCoordinatorTest, TheBrokerDeleteAfterDoneDoesNotHoldUpTheNextVote) {
-  Publish(20);
-  auto ch = NewChannel();
-  protocol::Welcome w = Hello(ch, {}, /*window=*/2);
-  std::optional<protocol::Prepare> a = ch->Next<protocol::Prepare>(&ch->cursor);
-  std::optional<protocol::Prepare> b = ch->Next<protocol::Prepare>(&ch->cursor);
-  ASSERT_TRUE(a.has_value() && b.has_value());
-  Vote(ch, w, a->txn, true);
-  ASSERT_TRUE(ch->Next<protocol::Commit>(&ch->cursor).has_value());
+  TwoPrepared t = PublishAndPrepareTwo();
+  auto& [ch, w, a, b] = t;
+  ASSERT_FALSE(a.txn.empty() || b.txn.empty());
+  ASSERT_TRUE(VoteYesAndCommit(t, a.txn));
   // DONE(A) then VOTE(B), as one burst of the participant: the broker
   // delete of A's batch (a durable group-store write) goes to the executor,
   // so B's vote is decided without waiting for it.
   defer_work_ = true;
-  Done(ch, w, a->txn);
+  Done(ch, w, a.txn);
   EXPECT_EQ(Acked(), 0);
-  Vote(ch, w, b->txn, true);
+  Vote(ch, w, b.txn, true);
   std::optional<protocol::Commit> c = ch->Next<protocol::Commit>(&ch->cursor);
   ASSERT_TRUE(c.has_value());
-  EXPECT_EQ(c->txn, b->txn);
+  EXPECT_EQ(c->txn, b.txn);
   EXPECT_EQ(Acked(), 0);
   RunDeferred();
   EXPECT_EQ(Acked(), 10);
-  Done(ch, w, b->txn);
-  ASSERT_TRUE(WaitDone(b->txn));  // and A: no committed txn is left
+  Done(ch, w, b.txn);
+  ASSERT_TRUE(WaitDone(b.txn));  // and A: no committed txn is left
   EXPECT_EQ(Acked(), 20);
-  ONCE_ASSERT_OK_AND_ASSIGN(std::optional<TxnRecord> rec, store_->Find(a->txn));
+  ONCE_ASSERT_OK_AND_ASSIGN(std::optional<TxnRecord> rec, store_->Find(a.txn));
   EXPECT_TRUE(!rec.has_value() || rec->state == TxnState::kDone);
 }
 
 TEST_F(TxnCoordinatorTest, DonesWithinTheFinishDelayShareOneBrokerDelete) {
   finish_delay_ms_ = 5;
   OpenEngine();
-  Publish(20);
-  auto ch = NewChannel();
-  protocol::Welcome w = Hello(ch, {}, /*window=*/2);
-  std::optional<protocol::Prepare> a = ch->Next<protocol::Prepare>(&ch->cursor);
-  std::optional<protocol::Prepare> b = ch->Next<protocol::Prepare>(&ch->cursor);
-  ASSERT_TRUE(a.has_value() && b.has_value());
-  Vote(ch, w, a->txn, true);
-  ASSERT_TRUE(ch->Next<protocol::Commit>(&ch->cursor).has_value());
-  Vote(ch, w, b->txn, true);
-  ASSERT_TRUE(ch->Next<protocol::Commit>(&ch->cursor).has_value());
+  TwoPrepared t = PublishAndPrepareTwo();
+  auto& [ch, w, a, b] = t;
+  ASSERT_FALSE(a.txn.empty() || b.txn.empty());
+  ASSERT_TRUE(VoteYesAndCommit(t, a.txn));
+  ASSERT_TRUE(VoteYesAndCommit(t, b.txn));
   defer_work_ = true;
-  Done(ch, w, a->txn);
-  Done(ch, w, b->txn);
+  Done(ch, w, a.txn);
+  Done(ch, w, b.txn);
   EXPECT_EQ(Acked(), 0);  // queued: the work waits the delay, then deletes both
   const int64_t writes = registry_->store()->stats().commits;
   RunDeferred();
   EXPECT_EQ(Acked(), 20);
   EXPECT_EQ(registry_->store()->stats().commits, writes + 1);  // one delete for both
-  ASSERT_TRUE(WaitDone(a->txn));
-  ASSERT_TRUE(WaitDone(b->txn));
+  ASSERT_TRUE(WaitDone(a.txn));
+  ASSERT_TRUE(WaitDone(b.txn));
 }
 
 TEST_F(TxnCoordinatorTest, DuplicateDoneIsIgnored) {

@@ -225,6 +225,30 @@ class TxnCoordinatorTest : public ::testing::Test {
 
   int64_t Acked() { return group_->Describe().acked; }
 
+  // 20 messages published, a session with a window of 2 and its first two
+  // PREPAREs (10 messages each; empty txn ids when they did not come).
+  struct TwoPrepared {
+    std::shared_ptr<::testing::NiceMock<MockChannel>> ch;
+    protocol::Welcome w;
+    protocol::Prepare a;
+    protocol::Prepare b;
+  };
+  TwoPrepared PublishAndPrepareTwo() {
+    Publish(20);
+    TwoPrepared t;
+    t.ch = NewChannel();
+    t.w = Hello(t.ch, {}, /*window=*/2);
+    t.a = t.ch->Next<protocol::Prepare>(&t.ch->cursor).value_or(protocol::Prepare{});
+    t.b = t.ch->Next<protocol::Prepare>(&t.ch->cursor).value_or(protocol::Prepare{});
+    EXPECT_FALSE(t.a.txn.empty() || t.b.txn.empty()) << "two PREPAREs expected";
+    return t;
+  }
+  // Votes YES for `txn`; true once its COMMIT came.
+  bool VoteYesAndCommit(TwoPrepared& t, const std::string& txn) {
+    Vote(t.ch, t.w, txn, true);
+    return t.ch->Next<protocol::Commit>(&t.ch->cursor).has_value();
+  }
+
   // Waits (bounded) until the store says `txn` is done.
   bool WaitDone(const std::string& txn) {
     for (int i = 0; i < 500; ++i) {
