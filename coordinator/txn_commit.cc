@@ -163,10 +163,13 @@ void TxnCoordinator::QueueFinish(PendingFinish p) {
     });
     return;
   }
-  absl::MutexLock lock(&finish_mu_);
-  finish_queue_.push_back(std::move(p));
-  if (finish_scheduled_) return;
-  finish_scheduled_ = true;
+  {
+    absl::MutexLock lock(&finish_mu_);
+    finish_queue_.push_back(std::move(p));
+    if (finish_scheduled_) return;
+    finish_scheduled_ = true;
+  }
+  // Outside finish_mu_: an executor may run the work inline.
   executor_([this] {
     absl::SleepFor(absl::Milliseconds(options_.finish_delay_ms));
     FinishQueued();

@@ -156,6 +156,17 @@ TEST_F(TxnCoordinatorTest, DonesWithinTheFinishDelayShareOneBrokerDelete) {
   ASSERT_TRUE(WaitDone(b.txn));
 }
 
+TEST_F(TxnCoordinatorTest, AFinishDelayWorksWithAnExecutorThatRunsWorkInline) {
+  finish_delay_ms_ = 5;
+  OpenEngine();  // defer_work_ is off: the delayed work runs inside OnDone
+  TwoPrepared t = PublishAndPrepareTwo();
+  ASSERT_FALSE(t.a.txn.empty());
+  ASSERT_TRUE(VoteYesAndCommit(t, t.a.txn));
+  Done(t.ch, t.w, t.a.txn);
+  ASSERT_TRUE(WaitDone(t.a.txn));
+  EXPECT_EQ(Acked(), 10);
+}
+
 TEST_F(TxnCoordinatorTest, DuplicateDoneIsIgnored) {
   Publish(2);
   auto ch = NewChannel();
