@@ -194,7 +194,6 @@ void TxnCoordinator::FinishQueued() {
     }
   }
   for (auto& [group, batches] : by_group) {
-    if (batches.size() < 2) continue;  // FinishDone deletes a single one as before
     std::vector<broker::DeliveryToken> handles;
     for (const PendingFinish* p : batches) {
       handles.insert(handles.end(), p->handles.begin(), p->handles.end());

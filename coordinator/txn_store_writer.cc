@@ -282,8 +282,8 @@ absl::Status TxnStore::WriteBatch(Batch& batch, std::vector<absl::Status>& resul
     return absl::OkStatus();
   };
   absl::Status written = write();
-  if (!written.ok()) batch.removed = 0;  // rolled back with the rest
   if (!written.ok()) {
+    batch.removed = 0;  // rolled back with the rest
     return absl::Status(
         written.code(),
         absl::StrCat("txn store: group commit of ", batch.commits.size(), " decisions and ",
