@@ -76,16 +76,16 @@ const char* SynchronousName(Synchronous s) {
 Statement::Statement(Statement&& other) noexcept
     : db_(std::exchange(other.db_, nullptr)),
       stmt_(std::exchange(other.stmt_, nullptr)),
-      sql_(std::move(other.sql_)),
-      cached_(std::exchange(other.cached_, false)) {}
+      cached_(std::exchange(other.cached_, nullptr)),
+      sql_(std::move(other.sql_)) {}
 
 Statement& Statement::operator=(Statement&& other) noexcept {
   if (this != &other) {
     Release();
     db_ = std::exchange(other.db_, nullptr);
     stmt_ = std::exchange(other.stmt_, nullptr);
+    cached_ = std::exchange(other.cached_, nullptr);
     sql_ = std::move(other.sql_);
-    cached_ = std::exchange(other.cached_, false);
   }
   return *this;
 }
@@ -94,18 +94,18 @@ Statement::~Statement() { Release(); }
 
 void Statement::Release() {
   if (stmt_ == nullptr) return;
-  if (cached_ && db_ != nullptr) {
-    db_->Recycle(stmt_, std::move(sql_));
+  sqlite3_stmt* stmt = std::exchange(stmt_, nullptr);
+  if (cached_ != nullptr) {
+    db_->Recycle(stmt, std::exchange(cached_, nullptr));
   } else {
-    sqlite3_finalize(stmt_);
+    sqlite3_finalize(stmt);
   }
-  stmt_ = nullptr;
 }
 
 absl::Status Statement::BindResult(int rc, int index, const char* what) {
   if (rc == SQLITE_OK) return absl::OkStatus();
   return db_->Error(rc,
-                    absl::StrCat("binding ", what, " to parameter ", index, " of \"", sql_, "\""));
+                    absl::StrCat("binding ", what, " to parameter ", index, " of \"", sql(), "\""));
 }
 
 absl::Status Statement::BindInt64(int index, int64_t value) {
@@ -140,7 +140,7 @@ absl::StatusOr<int> Statement::ParameterIndex(absl::string_view name) const {
   int index = sqlite3_bind_parameter_index(stmt_, n.c_str());
   if (index == 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("sqlite ", db_->path(), ": no parameter ", name, " in \"", sql_, "\""));
+        absl::StrCat("sqlite ", db_->path(), ": no parameter ", name, " in \"", sql(), "\""));
   }
   return index;
 }
@@ -149,7 +149,7 @@ absl::StatusOr<bool> Statement::Step() {
   int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
-  absl::Status error = db_->Error(rc, absl::StrCat("running \"", sql_, "\""));
+  absl::Status error = db_->Error(rc, absl::StrCat("running \"", sql(), "\""));
   // Leave the statement reusable: a failed step otherwise sticks until reset.
   sqlite3_reset(stmt_);
   return error;
@@ -164,13 +164,13 @@ absl::Status Statement::Run() {
 
 absl::Status Statement::Reset() {
   int rc = sqlite3_reset(stmt_);
-  if (rc != SQLITE_OK) return db_->Error(rc, absl::StrCat("resetting \"", sql_, "\""));
+  if (rc != SQLITE_OK) return db_->Error(rc, absl::StrCat("resetting \"", sql(), "\""));
   return absl::OkStatus();
 }
 
 absl::Status Statement::ClearBindings() {
   int rc = sqlite3_clear_bindings(stmt_);
-  if (rc != SQLITE_OK) return db_->Error(rc, absl::StrCat("clearing bindings of \"", sql_, "\""));
+  if (rc != SQLITE_OK) return db_->Error(rc, absl::StrCat("clearing bindings of \"", sql(), "\""));
   return absl::OkStatus();
 }
 
@@ -248,8 +248,10 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
 }
 
 Database::~Database() {
-  for (auto& [sql, stmts] : idle_) {
-    for (sqlite3_stmt* stmt : stmts) sqlite3_finalize(stmt);
+  // By contract no Statement is out of the cache any more: every entry's
+  // statements are idle.
+  for (auto& [sql, cached] : cache_) {
+    for (sqlite3_stmt* stmt : cached->idle) sqlite3_finalize(stmt);
   }
   // close_v2 defers the close until the last statement is finalized, so a
   // leaked Statement cannot make this fail; by contract there is none.
@@ -257,16 +259,27 @@ Database::~Database() {
 }
 
 absl::StatusOr<Statement> Database::PrepareCached(absl::string_view sql) {
-  auto it = idle_.find(sql);
-  if (it != idle_.end() && !it->second.empty()) {
-    sqlite3_stmt* stmt = it->second.back();
-    it->second.pop_back();
+  // The one lookup of `sql` for this use: the Statement keeps its entry,
+  // and Recycle gives it back there.
+  auto it = cache_.find(sql);
+  if (it != cache_.end() && !it->second->idle.empty()) {
+    internal::CachedSql* cached = it->second.get();
+    sqlite3_stmt* stmt = cached->idle.back();
+    cached->idle.pop_back();
     --idle_count_;
-    return Statement(this, stmt, std::string(sql), /*cached=*/true);
+    ++cached->in_use;
+    return Statement(this, stmt, cached);
   }
-  ONCE_ASSIGN_OR_RETURN(Statement statement, Prepare(sql));
-  statement.cached_ = true;
-  return statement;
+  // A statement that does not compile leaves the cache as it was.
+  absl::StatusOr<sqlite3_stmt*> stmt = Compile(sql);
+  if (!stmt.ok()) return stmt.status();
+  if (it == cache_.end()) {
+    auto cached = std::make_unique<internal::CachedSql>(sql);
+    absl::string_view key = cached->sql;
+    it = cache_.emplace(key, std::move(cached)).first;
+  }
+  ++it->second->in_use;
+  return Statement(this, *stmt, it->second.get());
 }
 
 absl::Status Database::ExecCached(absl::string_view sql) {
@@ -274,17 +287,22 @@ absl::Status Database::ExecCached(absl::string_view sql) {
   return statement.Run();
 }
 
-void Database::Recycle(sqlite3_stmt* stmt, std::string sql) {
-  // A statement whose last step failed is still reusable: SQLite reports
-  // that error once more, here at the reset, and it was already reported.
-  sqlite3_reset(stmt);
-  sqlite3_clear_bindings(stmt);
-  if (idle_count_ >= kMaxIdleStatements) {
-    sqlite3_finalize(stmt);
+void Database::Recycle(sqlite3_stmt* stmt, internal::CachedSql* cached) {
+  --cached->in_use;
+  if (idle_count_ < kMaxIdleStatements) {
+    // A statement whose last step failed is still reusable: SQLite reports
+    // that error once more, here at the reset, and it was already reported.
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    cached->idle.push_back(stmt);
+    ++idle_count_;
     return;
   }
-  idle_[std::move(sql)].push_back(stmt);
-  ++idle_count_;
+  sqlite3_finalize(stmt);
+  // An entry with no statement, idle or in use, has no Statement pointing
+  // to it: it goes, or a stream of distinct SQL texts would grow the cache
+  // without bound. (erase finds the entry before it destroys the key's text.)
+  if (cached->in_use == 0 && cached->idle.empty()) cache_.erase(cached->sql);
 }
 
 absl::Status Database::Error(int rc, absl::string_view what) const {
@@ -304,6 +322,12 @@ absl::Status Database::Exec(absl::string_view sql) {
 }
 
 absl::StatusOr<Statement> Database::Prepare(absl::string_view sql) {
+  absl::StatusOr<sqlite3_stmt*> stmt = Compile(sql);
+  if (!stmt.ok()) return stmt.status();
+  return Statement(this, *stmt, std::string(sql));
+}
+
+absl::StatusOr<sqlite3_stmt*> Database::Compile(absl::string_view sql) {
   sqlite3_stmt* stmt = nullptr;
   const char* tail = nullptr;
   int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
@@ -311,7 +335,6 @@ absl::StatusOr<Statement> Database::Prepare(absl::string_view sql) {
   if (rc != SQLITE_OK) {
     return Error(rc, absl::StrCat("preparing \"", sql, "\""));
   }
-  Statement statement(this, stmt, std::string(sql));
   if (stmt == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("sqlite ", path_, ": \"", sql, "\" holds no statement"));
@@ -320,10 +343,11 @@ absl::StatusOr<Statement> Database::Prepare(absl::string_view sql) {
   rest = absl::StripAsciiWhitespace(rest);
   while (absl::ConsumePrefix(&rest, ";")) rest = absl::StripLeadingAsciiWhitespace(rest);
   if (!rest.empty()) {
+    sqlite3_finalize(stmt);
     return absl::InvalidArgumentError(absl::StrCat(
         "sqlite ", path_, ": \"", sql, "\" holds more than one statement; Prepare takes one"));
   }
-  return statement;
+  return stmt;
 }
 
 absl::StatusOr<int64_t> Database::QueryInt64(absl::string_view sql) {

@@ -51,6 +51,21 @@ struct DatabaseOptions {
 
 class Database;
 
+namespace internal {
+
+// One SQL text of a Database's statement cache (Database::PrepareCached).
+// Heap-allocated and never moved while in the cache, so that a Statement
+// taken from the cache points to it instead of copying its SQL, and goes
+// back to it without looking the SQL up again.
+struct CachedSql {
+  explicit CachedSql(absl::string_view text) : sql(text) {}
+  const std::string sql;
+  std::vector<sqlite3_stmt*> idle;  // reset, bindings cleared
+  size_t in_use = 0;                // Statements out of the cache with this SQL
+};
+
+}  // namespace internal
+
 // A prepared statement. Owned by the caller; must not outlive its Database.
 // Movable, not copyable. Not thread-safe: one thread at a time.
 //
@@ -65,7 +80,7 @@ class Statement {
   ~Statement();
 
   bool valid() const { return stmt_ != nullptr; }
-  const std::string& sql() const { return sql_; }
+  const std::string& sql() const { return cached_ != nullptr ? cached_->sql : sql_; }
 
   // Bind errors (index out of range, statement busy) are kInvalidArgument.
   absl::Status BindInt64(int index, int64_t value);
@@ -101,16 +116,22 @@ class Statement {
 
  private:
   friend class Database;
-  Statement(Database* db, sqlite3_stmt* stmt, std::string sql, bool cached = false)
-      : db_(db), stmt_(stmt), sql_(std::move(sql)), cached_(cached) {}
+  // From Prepare: finalized when released.
+  Statement(Database* db, sqlite3_stmt* stmt, std::string sql)
+      : db_(db), stmt_(stmt), sql_(std::move(sql)) {}
+  // From PrepareCached: goes back to `cached` when released.
+  Statement(Database* db, sqlite3_stmt* stmt, internal::CachedSql* cached)
+      : db_(db), stmt_(stmt), cached_(cached) {}
   absl::Status BindResult(int rc, int index, const char* what);
   // Finalizes the statement, or gives it back to its Database's cache.
   void Release();
 
   Database* db_ = nullptr;
   sqlite3_stmt* stmt_ = nullptr;
-  std::string sql_;
-  bool cached_ = false;  // from PrepareCached: goes back to the cache
+  // From PrepareCached: the cache entry it goes back to, which holds its
+  // SQL (owned by db_, which outlives this Statement).
+  internal::CachedSql* cached_ = nullptr;
+  std::string sql_;  // the SQL when not cached_
 };
 
 // One connection. Not thread-safe: callers serialize their use of one
@@ -137,7 +158,8 @@ class Database {
   // from the cache when one with the same SQL is idle there, and goes back
   // to it (reset, bindings cleared) when destroyed. For statements run
   // again and again (a journal's, a consumer's effects): compiling costs
-  // more than running a small one. At most kMaxIdleStatements are kept.
+  // more than running a small one. At most kMaxIdleStatements are kept
+  // idle; a statement given back beyond that is finalized.
   absl::StatusOr<Statement> PrepareCached(absl::string_view sql);
   static constexpr size_t kMaxIdleStatements = 64;
 
@@ -168,14 +190,18 @@ class Database {
  private:
   friend class Statement;
   Database(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  // Compiles exactly one statement; the caller owns the result.
+  absl::StatusOr<sqlite3_stmt*> Compile(absl::string_view sql);
   // Takes back a statement from PrepareCached (see Statement::Release).
-  void Recycle(sqlite3_stmt* stmt, std::string sql);
+  void Recycle(sqlite3_stmt* stmt, internal::CachedSql* cached);
 
   sqlite3* db_ = nullptr;
   std::string path_;
-  // Idle compiled statements by SQL text.
-  absl::flat_hash_map<std::string, std::vector<sqlite3_stmt*>> idle_;
-  size_t idle_count_ = 0;
+  // The statement cache, by SQL text (each key views its entry's sql). An
+  // entry lives while it has a statement, idle or in use: the cache holds
+  // no more SQL texts than kMaxIdleStatements plus the statements in use.
+  absl::flat_hash_map<absl::string_view, std::unique_ptr<internal::CachedSql>> cache_;
+  size_t idle_count_ = 0;  // sum of the entries' idle.size()
 };
 
 enum class TransactionMode { kDeferred, kImmediate, kExclusive };

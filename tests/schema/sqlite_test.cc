@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -193,6 +194,95 @@ TEST_F(SqliteTest, PrepareCachedSurvivesAFailedStepAndStaysBounded) {
   EXPECT_EQ(db->idle_statements(), Database::kMaxIdleStatements);
   // The database closes with idle statements in its cache (leak-checked
   // under ASan).
+}
+
+TEST_F(SqliteTest, CachedStatementsKeepTheirSqlAcrossMovesAndErrors) {
+  auto db = OpenOrDie();
+  ONCE_ASSERT_OK(db->Exec("CREATE TABLE t (k TEXT PRIMARY KEY)"));
+  ONCE_ASSERT_OK(db->Exec("INSERT INTO t VALUES ('a')"));
+  const std::string sql = "INSERT INTO t VALUES (?1)";
+  {
+    // Compiled here (not in the cache yet).
+    ONCE_ASSERT_OK_AND_ASSIGN(Statement first, db->PrepareCached(sql));
+    EXPECT_EQ(first.sql(), sql);
+    ONCE_ASSERT_OK(first.BindText(1, "a"));
+    EXPECT_THAT(first.Run(), StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr(sql)));
+    Statement moved(std::move(first));
+    EXPECT_FALSE(first.valid());  // NOLINT(bugprone-use-after-move): checks the move
+    EXPECT_EQ(moved.sql(), sql);
+    EXPECT_THAT(moved.BindText(2, "x"),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(sql)));
+  }
+  EXPECT_EQ(db->idle_statements(), 1u);
+  // Taken from the cache: the same SQL, in errors too.
+  ONCE_ASSERT_OK_AND_ASSIGN(Statement again, db->PrepareCached(sql));
+  EXPECT_EQ(db->idle_statements(), 0u);
+  EXPECT_EQ(again.sql(), sql);
+  EXPECT_THAT(again.ParameterIndex(":nope"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(sql)));
+  // Moved onto a cached statement: that one goes back to the cache, and the
+  // moved one keeps its SQL and its way back.
+  ONCE_ASSERT_OK_AND_ASSIGN(Statement target, db->PrepareCached("SELECT 1"));
+  target = std::move(again);
+  EXPECT_EQ(db->idle_statements(), 1u);  // SELECT 1
+  EXPECT_EQ(target.sql(), sql);
+  ONCE_ASSERT_OK(target.BindText(1, "b"));
+  ONCE_ASSERT_OK(target.Run());
+  // Moved onto a plain statement, which is finalized, not cached.
+  ONCE_ASSERT_OK_AND_ASSIGN(Statement plain, db->Prepare("SELECT 2"));
+  EXPECT_EQ(plain.sql(), "SELECT 2");
+  plain = std::move(target);
+  EXPECT_EQ(plain.sql(), sql);
+  EXPECT_EQ(db->idle_statements(), 1u);
+  { Statement gone = std::move(plain); }
+  EXPECT_EQ(db->idle_statements(), 2u);
+  // Given back with its bindings cleared: ?1 is NULL, which a TEXT PRIMARY
+  // KEY accepts (SQLite), as a fresh row.
+  ONCE_ASSERT_OK(db->ExecCached(sql));
+  EXPECT_EQ(*db->QueryInt64("SELECT COUNT(*) FROM t WHERE k IS NULL"), 1);
+  // SQL that holds two statements leaves the cache as it was (and leaks
+  // no compiled statement: ASan).
+  EXPECT_THAT(db->PrepareCached("SELECT 1; SELECT 2"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("more than one")));
+  EXPECT_EQ(db->idle_statements(), 2u);
+}
+
+TEST_F(SqliteTest, CachedStatementsBeyondTheIdleCapAreFinalized) {
+  auto db = OpenOrDie();
+  {
+    std::vector<Statement> many;
+    for (size_t i = 0; i < Database::kMaxIdleStatements; ++i) {
+      ONCE_ASSERT_OK_AND_ASSIGN(Statement s, db->PrepareCached(absl::StrCat("SELECT ", i)));
+      many.push_back(std::move(s));
+    }
+  }
+  ASSERT_EQ(db->idle_statements(), Database::kMaxIdleStatements);
+  const std::string sql = "SELECT 'twin'";
+  for (int round = 0; round < 3; ++round) {
+    // Two of the same SQL out at once; the first given back is finalized
+    // (the cache is full), while the second still needs its SQL.
+    std::optional<Statement> a;
+    {
+      ONCE_ASSERT_OK_AND_ASSIGN(Statement s, db->PrepareCached(sql));
+      a.emplace(std::move(s));
+    }
+    ONCE_ASSERT_OK_AND_ASSIGN(Statement b, db->PrepareCached(sql));
+    EXPECT_NE(a->handle(), b.handle());
+    a.reset();
+    EXPECT_EQ(db->idle_statements(), Database::kMaxIdleStatements);
+    EXPECT_EQ(b.sql(), sql);
+    ONCE_ASSERT_OK_AND_ASSIGN(bool row, b.Step());
+    ASSERT_TRUE(row);
+    EXPECT_EQ(b.ColumnText(0), "twin");
+  }
+  EXPECT_EQ(db->idle_statements(), Database::kMaxIdleStatements);
+  // An idle one taken and given back returns to the cache.
+  {
+    ONCE_ASSERT_OK_AND_ASSIGN(Statement s, db->PrepareCached("SELECT 7"));
+    EXPECT_EQ(db->idle_statements(), Database::kMaxIdleStatements - 1);
+    EXPECT_EQ(s.sql(), "SELECT 7");
+  }
+  EXPECT_EQ(db->idle_statements(), Database::kMaxIdleStatements);
 }
 
 TEST_F(SqliteTest, TransactionRollsBackUnlessCommitted) {
