@@ -4,9 +4,11 @@
 #define ONCE_BROKER_DISK_LOG_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "broker/broker.h"
 #include "broker/log.h"
@@ -36,6 +38,11 @@ struct DiskLogOptions {
   // reaches it.
   bool verify_sealed_segments = false;
   Clock* clock = SystemClock();  // not owned; for kInterval
+  // kAlways: where AppendAsync's group commits run (write, fdatasync,
+  // callbacks), e.g. a thread pool. It must run every task it is given
+  // while the log is open: the log's destructor waits for them. Without
+  // one, AppendAsync is Append followed by its callback.
+  std::function<void(absl::AnyInvocable<void()>)> executor;
 };
 
 // What Open found and did; also logged.

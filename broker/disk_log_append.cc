@@ -79,6 +79,31 @@ absl::StatusOr<int64_t> DiskLogImpl::Append(absl::Span<const Record> records) {
   return me.first;
 }
 
+void DiskLogImpl::AppendAsync(std::vector<Record> records, AppendCallback done) {
+  if (options_.fsync != FsyncPolicy::kAlways || !options_.executor || records.empty()) {
+    // Nothing to wait for but a write (or an interval's sync): inline.
+    Log::AppendAsync(std::move(records), std::move(done));
+    return;
+  }
+  auto* me = new PendingAppend;
+  me->owned = std::move(records);
+  me->records = me->owned;
+  me->callback = std::move(done);
+  bool start = false;
+  {
+    absl::MutexLock lock(&queue_mu_);
+    queue_.push_back(me);
+    start = !combining_;
+    combining_ = true;
+  }
+  if (start) options_.executor([this] { CombineOnExecutor(); });
+}
+
+void DiskLogImpl::CombineOnExecutor() {
+  while (CombineGroup()) {
+  }
+}
+
 void DiskLogImpl::CombineAppend(PendingAppend* me) {
   bool combiner = false;
   {
@@ -96,10 +121,14 @@ void DiskLogImpl::CombineAppend(PendingAppend* me) {
     if (!combiner) combine_round_.Wait(round);
   }
   // `me` is first in the queue now: the group taken next covers it.
-  CombineGroup();
+  if (CombineGroup()) {
+    // An AppendAsync queued first: the executor carries on, this caller
+    // returns.
+    options_.executor([this] { CombineOnExecutor(); });
+  }
 }
 
-void DiskLogImpl::CombineGroup() {
+bool DiskLogImpl::CombineGroup() {
   std::vector<PendingAppend*> group;
   {
     absl::MutexLock lock(&queue_mu_);
@@ -128,25 +157,45 @@ void DiskLogImpl::CombineGroup() {
   absl::Status status = Write(group, &end, &sync_due);
   if (status.ok() && end > 0) status = WaitDurable(end);
   const absl::Duration took = absl::Now() - start;
-  // Settle the group. Once `done` is set its owner may return and free the
-  // PendingAppend: nothing touches it after that.
-  for (PendingAppend* p : group) {
-    if (p->status.ok()) p->status = status;
-    p->done.store(true, std::memory_order_release);
-  }
   {
     absl::MutexLock lock(&queue_mu_);
     // The appenders active now: this group, and those that queued while it
-    // was written and synced.
+    // was written and synced (counted before the callbacks below queue
+    // their next appends, which are this group's appenders again).
     expected_group_ = group.size() + queue_.size();
     last_group_duration_ = took;
-    if (queue_.empty()) {
-      combining_ = false;
+  }
+  // Settle the group. Once `done` is set its owner may return and free the
+  // PendingAppend: nothing touches it after that.
+  bool sleepers = false;
+  for (PendingAppend* p : group) {
+    if (p->status.ok()) p->status = status;
+    if (p->async()) {
+      absl::StatusOr<int64_t> result =
+          p->status.ok() ? absl::StatusOr<int64_t>(p->first) : absl::StatusOr<int64_t>(p->status);
+      if (result.ok()) appends_.fetch_add(1, std::memory_order_relaxed);
+      std::move(p->callback)(std::move(result));
+      delete p;
     } else {
-      queue_.front()->lead.store(true, std::memory_order_release);
+      sleepers = true;
+      p->done.store(true, std::memory_order_release);
     }
   }
-  combine_round_.Bump();
+  bool continue_here = false;
+  {
+    absl::MutexLock lock(&queue_mu_);
+    if (queue_.empty()) {
+      combining_ = false;
+    } else if (queue_.front()->async()) {
+      continue_here = true;
+    } else {
+      queue_.front()->lead.store(true, std::memory_order_release);
+      sleepers = true;
+    }
+  }
+  // One futex wake for every Append settled or made the combiner.
+  if (sleepers) combine_round_.Bump();
+  return continue_here;
 }
 
 absl::Status DiskLogImpl::Write(absl::Span<PendingAppend* const> group, int64_t* end,

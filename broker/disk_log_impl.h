@@ -64,6 +64,12 @@ class DiskLogImpl final : public DiskLog {
   explicit DiskLogImpl(DiskLogOptions options) : options_(std::move(options)) {}
 
   ~DiskLogImpl() override {
+    {
+      // AppendAsync's group commits may still run on the executor.
+      absl::MutexLock lock(&queue_mu_);
+      queue_mu_.Await(absl::Condition(
+          +[](bool* combining) { return !*combining; }, &combining_));
+    }
     absl::Status s = Sync();
     if (!s.ok()) spdlog::error("disk log {}: sync at close failed: {}", options_.dir, s.ToString());
     // A closed log's files end where their records do (after a crash, the
@@ -78,6 +84,7 @@ class DiskLogImpl final : public DiskLog {
   absl::Status Recover();
 
   absl::StatusOr<int64_t> Append(absl::Span<const Record> records) override;
+  void AppendAsync(std::vector<Record> records, AppendCallback done) override;
   absl::StatusOr<std::vector<Record>> Read(int64_t offset, ReadLimits limits) const override;
   absl::Status TrimBefore(int64_t offset) override;
   absl::Status EnforceRetention(int64_t now_ms, int64_t retention_ms,
@@ -94,20 +101,31 @@ class DiskLogImpl final : public DiskLog {
   const DiskLogOptions& options() const override { return options_; }
 
  private:
-  // One Append call (a record batch) on its way to the log.
+  // One Append call (a record batch) on its way to the log. An Append's
+  // lives on its caller's stack, which sleeps until `done`; an
+  // AppendAsync's owns its records and is settled by calling `callback`
+  // (and deleting it).
   struct PendingAppend {
     absl::Span<const Record> records;
     int64_t first = -1;   // the batch's first offset, once written
     absl::Status status;  // set before `done`
     std::atomic<bool> done{false};
     std::atomic<bool> lead{false};  // made the combiner of the next group
+    std::vector<Record> owned;      // AppendAsync: what `records` views
+    AppendCallback callback;        // AppendAsync: set; Append: empty
+    bool async() const { return callback != nullptr; }
   };
   // kAlways: queues `me` and waits until a combiner wrote and synced it,
   // or until `me` is made the combiner.
   void CombineAppend(PendingAppend* me) ABSL_LOCKS_EXCLUDED(queue_mu_, append_mu_, sync_mu_);
   // The combiner's round: gathers the queued appends, writes and syncs
-  // them, settles each and hands the role on.
-  void CombineGroup() ABSL_LOCKS_EXCLUDED(queue_mu_, append_mu_, sync_mu_);
+  // them, settles each and hands the role on: to the first queued Append,
+  // or, when the first queued is an AppendAsync (no thread waits for it),
+  // back to the caller by returning true.
+  bool CombineGroup() ABSL_LOCKS_EXCLUDED(queue_mu_, append_mu_, sync_mu_);
+  // Combines groups on the executor until the role passes to an Append or
+  // nothing is queued.
+  void CombineOnExecutor() ABSL_LOCKS_EXCLUDED(queue_mu_, append_mu_, sync_mu_);
   // The serialized part of Append: encodes and writes the batches of
   // `group` as one write (an encoding error fails only its own batch), and
   // publishes them unless the policy is kAlways. `*end` is the offset after

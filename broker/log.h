@@ -5,8 +5,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -44,6 +46,24 @@ class Log {
   // when a memory log's budget is full (nothing is appended),
   // kInvalidArgument for an empty batch. Thread-safe.
   virtual absl::StatusOr<int64_t> Append(absl::Span<const Record> records) = 0;
+
+  // What AppendAsync calls with Append's result.
+  using AppendCallback = absl::AnyInvocable<void(absl::StatusOr<int64_t>) &&>;
+
+  // Append without waiting: `done` is called once with what Append would
+  // have returned, when Append would have returned it (so no earlier than
+  // the records are durable under the policy). For a caller that has other
+  // work than waiting for a sync: a request handler that answers from the
+  // callback frees its thread, and any number of appends in flight then
+  // share one fdatasync, not only as many as there are threads to block.
+  // `done` may run on this thread before AppendAsync returns, or on
+  // another thread; it must be quick and must not block on this log (it
+  // may call AppendAsync). This default runs Append and then `done`; the
+  // disk log under fsync=always with an executor is truly asynchronous.
+  virtual void AppendAsync(std::vector<Record> records, AppendCallback done) {
+    absl::StatusOr<int64_t> first = Append(records);
+    std::move(done)(std::move(first));
+  }
 
   // Returns records from `offset` on, in order, within `limits`. An offset
   // equal to NextOffset() gives an empty result (nothing yet); one below

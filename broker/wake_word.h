@@ -34,6 +34,7 @@ class WakeWord {
 
  private:
   std::atomic<uint32_t> word_{0};
+  std::atomic<int> sleepers_{0};  // threads in Wait
 };
 
 }  // namespace once::broker

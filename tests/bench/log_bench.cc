@@ -6,17 +6,21 @@
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "benchmark/benchmark.h"
 #include "broker/disk_log.h"
 #include "broker/fsync_histogram.h"
 #include "broker/log.h"
 #include "broker/memory_log.h"
 #include "broker/record.h"
+#include "broker/task_pool.h"
 #include "broker/wake_word.h"
 
 namespace once::broker {
@@ -57,10 +61,11 @@ std::vector<Record> MakeBatch(size_t record_size, int64_t count) {
 }
 
 std::unique_ptr<DiskLog> OpenDiskLog(const std::string& dir, FsyncPolicy fsync,
-                                     benchmark::State& state) {
+                                     benchmark::State& state, TaskPool* executor = nullptr) {
   DiskLogOptions options;
   options.dir = dir + "/p0";
   options.fsync = fsync;
+  if (executor != nullptr) options.executor = executor->AsExecutor();
   absl::StatusOr<std::unique_ptr<DiskLog>> log = DiskLog::Open(options);
   if (!log.ok()) {
     state.SkipWithError(std::string(log.status().message()).c_str());
@@ -145,6 +150,83 @@ void BM_DiskAppendAlways(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_DiskAppendAlways)->Threads(1)->Threads(4)->Threads(16)->UseRealTime();
+
+// fsync=always through AppendAsync: `in_flight` appends (one record each)
+// outstanding at all times, each callback queuing the next, the way a
+// request handler that answers from the callback appends. Its ratio
+// between 16 in flight and 1 is group commit without a thread to wake per
+// append (the group commits and callbacks run on one TaskPool thread).
+void BM_DiskAppendAlwaysAsync(benchmark::State& state) {
+  const int in_flight = static_cast<int>(state.range(0));
+  TempDir dir;
+  TaskPool flusher;  // outlives the log, whose destructor waits for it
+  std::unique_ptr<DiskLog> log = OpenDiskLog(dir.path(), FsyncPolicy::kAlways, state, &flusher);
+  if (log == nullptr) return;
+  const std::vector<Record> one = MakeBatch(256, 1);
+  const FsyncHistogram::Snapshot syncs_before = FsyncHistogram::Global().Read();
+
+  // The callbacks run on the flusher. This thread counts their completions
+  // and, when it is ahead of them, sleeps until `wake_at` completions (a
+  // group's worth): woken once per group, not once per append, it costs
+  // the flusher one futex wake per group at most.
+  std::atomic<int64_t> completed{0};
+  std::atomic<int64_t> wake_at{0};
+  std::atomic<int> outstanding{in_flight};
+  std::atomic<bool> stop{false};
+  std::atomic<bool> sleeping{false};
+  std::atomic<bool> failed{false};
+  WakeWord progress;
+  std::string error;  // written once, before `failed`
+  std::function<void()> submit = [&] {
+    log->AppendAsync(one, [&](absl::StatusOr<int64_t> first) {
+      if (!first.ok() && !failed.load()) {
+        error = std::string(first.status().message());
+        failed.store(true);
+      }
+      const bool again = !stop.load() && first.ok();
+      const bool last = !again && outstanding.fetch_sub(1) == 1;
+      const bool woken = completed.fetch_add(1) + 1 >= wake_at.load() || last || !first.ok();
+      if (woken && sleeping.exchange(false)) progress.Bump();  // the first to see it
+      if (again) submit();
+    });
+  };
+  // Sleeps until `done()`; each callback changes what `done` reads before it
+  // checks `sleeping`, so one of the two sides sees the other.
+  auto wait_until = [&](int64_t wake_after, auto done) {
+    while (!done()) {
+      wake_at.store(wake_after);
+      const uint32_t seen = progress.Load();
+      sleeping.store(true);
+      if (!done() && completed.load() < wake_after) progress.Wait(seen);
+      sleeping.store(false);
+    }
+  };
+  for (int i = 0; i < in_flight; ++i) submit();
+  int64_t iterations = 0;
+  for (auto _ : state) {
+    ++iterations;
+    wait_until(iterations + in_flight - 1,
+               [&] { return completed.load() >= iterations || failed.load(); });
+    if (failed.load()) {
+      state.SkipWithError(error.c_str());
+      break;
+    }
+  }
+  stop.store(true);
+  wait_until(0, [&] { return outstanding.load() == 0; });
+  state.SetItemsProcessed(iterations);
+  state.SetBytesProcessed(iterations * 256);
+  const LogStats stats = log->Stats();
+  state.counters["appends_per_sync"] =
+      stats.syncs > 0 ? static_cast<double>(stats.appends) / static_cast<double>(stats.syncs) : 0;
+  const FsyncHistogram::Snapshot syncs_after = FsyncHistogram::Global().Read();
+  const uint64_t count = syncs_after.count - syncs_before.count;
+  state.counters["sync_us"] =
+      count > 0
+          ? 1e6 * (syncs_after.sum_seconds - syncs_before.sum_seconds) / static_cast<double>(count)
+          : 0;
+}
+BENCHMARK(BM_DiskAppendAlwaysAsync)->ArgName("in_flight")->Arg(1)->Arg(4)->Arg(16)->UseRealTime();
 
 // What group commit cannot save: N threads that each wait for their own
 // append must each be woken after a group's fdatasync and run until they
