@@ -43,6 +43,7 @@
 #include "broker/log.h"
 #include "broker/memory_log.h"
 #include "broker/partitioned_topic.h"
+#include "broker/task_pool.h"
 #include "broker/topic_config.h"
 #include "broker/topic_metadata.h"
 #include "schema/status_macros.h"
@@ -111,7 +112,8 @@ class BrokerImpl final : public Broker {
   explicit BrokerImpl(BrokerOptions options)
       : options_(std::move(options)),
         topics_dir_(fs::path(options_.data_dir) / kTopicsDirName),
-        budget_(std::make_shared<MemoryBudget>(options_.memory_budget_bytes)) {}
+        budget_(std::make_shared<MemoryBudget>(options_.memory_budget_bytes)),
+        append_pool_(std::make_shared<TaskPool>(options_.append_threads)) {}
 
   // Creates the directories and opens every topic found. Called once,
   // before the broker is shared.
@@ -281,6 +283,16 @@ class BrokerImpl final : public Broker {
     return names;
   }
 
+  void WaitForAsyncAppends() const override {
+    std::vector<std::shared_ptr<PartitionedTopic>> topics;
+    {
+      absl::ReaderMutexLock lock(&mu_);
+      for (const auto& [name, topic] : topics_) topics.push_back(topic);
+    }
+    // A deleted topic waited for its own when it was deleted.
+    for (const auto& topic : topics) topic->WaitForAsyncAppends();
+  }
+
   absl::Status RunMaintenance() override {
     std::vector<std::shared_ptr<PartitionedTopic>> topics;
     {
@@ -344,6 +356,12 @@ class BrokerImpl final : public Broker {
       o.segment_bytes = c.segment_bytes;
       o.on_corruption = options_.on_corruption;
       o.clock = options_.clock;
+      if (c.fsync == FsyncPolicy::kAlways) {
+        // The pool lives as long as a log that posts to it.
+        o.executor = [pool = append_pool_](absl::AnyInvocable<void()> task) {
+          pool->Post(std::move(task));
+        };
+      }
       absl::StatusOr<std::unique_ptr<DiskLog>> log = DiskLog::Open(std::move(o));
       if (!log.ok()) {
         return absl::Status(log.status().code(), absl::StrCat("topic '", meta.name, "' partition ",
@@ -367,6 +385,10 @@ class BrokerImpl final : public Broker {
   // Shared by every memory topic; topics hold it too, so it outlives their
   // logs even when a reader keeps a topic after the broker is gone.
   const std::shared_ptr<MemoryBudget> budget_;
+  // Runs the asynchronous group commits of the fsync=always partitions.
+  // Held by their logs too; a log is never destroyed on one of its threads
+  // (no append callback holds a topic).
+  const std::shared_ptr<TaskPool> append_pool_;
 
   // Serializes CreateTopic and DeleteTopic. Taken before mu_, never after.
   absl::Mutex admin_mu_;
@@ -386,6 +408,10 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Open(BrokerOptions options) {
   if (options.memory_budget_bytes < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("memory_budget_bytes must be >= 0, not ", options.memory_budget_bytes));
+  }
+  if (options.append_threads < 1 || options.append_threads > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("append_threads must be in 1..64, not ", options.append_threads));
   }
   auto broker = std::make_unique<BrokerImpl>(std::move(options));
   ONCE_RETURN_IF_ERROR(broker->Load());

@@ -1,6 +1,7 @@
 #include "broker/partitioned_topic.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <future>
 #include <memory>
@@ -53,6 +54,25 @@ class PartitionedTopic::FencedLog final : public Log {
     absl::ReaderMutexLock lock(&topic_->fence_mu_);
     if (topic_->deleted_) return topic_->DeletedError();
     return inner_->Append(records);
+  }
+  // Counted from here to its callback's return: MarkDeleted and the topic's
+  // destructor wait for the appends in flight.
+  void AppendAsync(std::vector<Record> records, AppendCallback done) override {
+    bool deleted = false;
+    {
+      absl::ReaderMutexLock lock(&topic_->fence_mu_);
+      deleted = topic_->deleted_;
+      if (!deleted) topic_->BeginAsyncAppend();
+    }
+    if (deleted) {
+      std::move(done)(topic_->DeletedError());
+      return;
+    }
+    inner_->AppendAsync(std::move(records), [topic = topic_, done = std::move(done)](
+                                                absl::StatusOr<int64_t> first) mutable {
+      std::move(done)(std::move(first));
+      topic->EndAsyncAppend();
+    });
   }
   absl::Status TrimBefore(int64_t offset) override {
     absl::ReaderMutexLock lock(&topic_->fence_mu_);
@@ -179,9 +199,35 @@ absl::Status PartitionedTopic::DeletedError() const {
   return absl::NotFoundError(absl::StrCat("topic '", name_, "' was deleted"));
 }
 
+PartitionedTopic::~PartitionedTopic() {
+  // Their callbacks use the topic's members.
+  WaitForAsyncAppends();
+}
+
+void PartitionedTopic::BeginAsyncAppend() const {
+  absl::MutexLock lock(&async_mu_);
+  ++async_appends_;
+}
+
+void PartitionedTopic::EndAsyncAppend() const {
+  absl::MutexLock lock(&async_mu_);
+  --async_appends_;
+}
+
+void PartitionedTopic::WaitForAsyncAppends() const {
+  absl::MutexLock lock(&async_mu_);
+  async_mu_.Await(absl::Condition(
+      +[](int* appends) { return *appends == 0; }, &async_appends_));
+}
+
 void PartitionedTopic::MarkDeleted() {
-  absl::MutexLock lock(&fence_mu_);
-  deleted_ = true;
+  {
+    absl::MutexLock lock(&fence_mu_);
+    deleted_ = true;
+  }
+  // Not under fence_mu_: a callback may start another append (and be
+  // refused), which takes it shared.
+  WaitForAsyncAppends();
 }
 
 void PartitionedTopic::UnmarkDeleted() {
@@ -189,7 +235,131 @@ void PartitionedTopic::UnmarkDeleted() {
   deleted_ = false;
 }
 
+// A PublishAsync between its appends and its answer: what the last
+// partition's append callback needs to finish it.
+struct PartitionedTopic::PendingPublish {
+  int64_t now = 0;
+  std::vector<PublishResult> results;
+  // Index of the earlier message of this batch with the same idempotency
+  // key, or -1. Such messages are answered from it and not stored.
+  std::vector<int64_t> same_as;
+  // The keys this call reserved, and the messages carrying them.
+  std::vector<std::string> reserved_keys;
+  std::vector<size_t> reserved_messages;
+  std::vector<PartitionBatch> batches;
+  std::vector<int> batch_of_message;
+  std::atomic<size_t> appends_left{0};
+  PublishCallback done;
+};
+
 absl::StatusOr<std::vector<PublishResult>> PartitionedTopic::Publish(std::vector<Record> messages) {
+  absl::Mutex mu;
+  std::optional<absl::StatusOr<std::vector<PublishResult>>> answer;
+  PublishAsync(std::move(messages), [&](absl::StatusOr<std::vector<PublishResult>> results) {
+    absl::MutexLock lock(&mu);
+    answer = std::move(results);
+  });
+  absl::MutexLock lock(&mu);
+  mu.Await(absl::Condition(
+      +[](std::optional<absl::StatusOr<std::vector<PublishResult>>>* a) { return a->has_value(); },
+      &answer));
+  return *std::move(answer);
+}
+
+void PartitionedTopic::PublishAsync(std::vector<Record> messages, PublishCallback done) {
+  if (absl::Status refused = CheckPublish(messages); !refused.ok()) {
+    std::move(done)(refused);
+    return;
+  }
+  auto pending = std::make_shared<PendingPublish>();
+  pending->done = std::move(done);
+  pending->now = clock_->NowMs();
+  for (Record& m : messages) {
+    m.timestamp_ms = pending->now;
+    m.offset = 0;
+    if (!m.key.empty()) m.flags |= kRecordHasKey;
+  }
+
+  const size_t n = messages.size();
+  pending->results.resize(n);
+  pending->same_as.assign(n, -1);
+  // True when the dedup index answered the message (a duplicate).
+  std::vector<bool> answered(n, false);
+
+  if (dedup_ != nullptr) {
+    std::vector<std::string> keys;
+    std::vector<size_t> key_messages;
+    {
+      absl::flat_hash_map<absl::string_view, size_t> first_with_key;
+      for (size_t i = 0; i < n; ++i) {
+        const std::string& k = messages[i].idempotency_key;
+        if (k.empty()) continue;
+        auto [it, inserted] = first_with_key.try_emplace(k, i);
+        if (!inserted) {
+          pending->same_as[i] = static_cast<int64_t>(it->second);
+          continue;
+        }
+        keys.push_back(k);
+        key_messages.push_back(i);
+      }
+    }
+    if (!keys.empty()) {
+      // May wait for concurrent publishers of the same keys.
+      std::vector<std::optional<DedupIndex::Location>> hits = dedup_->Reserve(keys, pending->now);
+      for (size_t j = 0; j < keys.size(); ++j) {
+        const size_t i = key_messages[j];
+        if (hits[j].has_value()) {
+          pending->results[i] =
+              PublishResult{hits[j]->partition, hits[j]->offset, /*duplicate=*/true};
+          answered[i] = true;
+        } else {
+          pending->reserved_keys.push_back(std::move(keys[j]));
+          pending->reserved_messages.push_back(i);
+        }
+      }
+    }
+  }
+
+  // Group what must be stored by partition, keeping input order.
+  std::vector<PartitionBatch>& batches = pending->batches;
+  std::vector<int> batch_of_partition(static_cast<size_t>(config_.partitions), -1);
+  pending->batch_of_message.assign(n, -1);
+  for (size_t i = 0; i < n; ++i) {
+    if (pending->same_as[i] >= 0 || answered[i]) continue;
+    const int p = partitioner_.Choose(messages[i]);
+    int& b = batch_of_partition[static_cast<size_t>(p)];
+    if (b < 0) {
+      b = static_cast<int>(batches.size());
+      batches.emplace_back();
+      batches.back().partition = p;
+    }
+    pending->batch_of_message[i] = b;
+    batches[b].indices.push_back(i);
+    batches[b].records.push_back(std::move(messages[i]));
+  }
+  if (batches.empty()) {  // every message a duplicate
+    FinishPublish(*pending);
+    return;
+  }
+
+  // The partitions' appends are in flight together: on disk with
+  // fsync=always, their fdatasyncs overlap on the logs' executor (one
+  // after another would multiply the latency by the partitions touched).
+  // The last one to complete finishes the publish.
+  pending->appends_left.store(batches.size(), std::memory_order_relaxed);
+  for (size_t b = 0; b < batches.size(); ++b) {
+    std::vector<Record> records = std::move(batches[b].records);
+    partitions_[static_cast<size_t>(batches[b].partition)]->AppendAsync(
+        std::move(records), [this, pending, b](absl::StatusOr<int64_t> first) {
+          pending->batches[b].first_offset = std::move(first);
+          if (pending->appends_left.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+            FinishPublish(*pending);
+          }
+        });
+  }
+}
+
+absl::Status PartitionedTopic::CheckPublish(const std::vector<Record>& messages) const {
   {
     absl::ReaderMutexLock lock(&fence_mu_);
     if (deleted_) return DeletedError();
@@ -207,105 +377,14 @@ absl::StatusOr<std::vector<PublishResult>> PartitionedTopic::Publish(std::vector
           config_.max_message_bytes, "; nothing of the batch was stored"));
     }
   }
+  return absl::OkStatus();
+}
 
-  const int64_t now = clock_->NowMs();
-  for (Record& m : messages) {
-    m.timestamp_ms = now;
-    m.offset = 0;
-    if (!m.key.empty()) m.flags |= kRecordHasKey;
-  }
-
-  const size_t n = messages.size();
-  std::vector<PublishResult> results(n);
-  // Index of the earlier message of this batch with the same idempotency
-  // key, or -1. Such messages are answered from it and not stored.
-  std::vector<int64_t> same_as(n, -1);
-  // True when the dedup index answered the message (a duplicate).
-  std::vector<bool> answered(n, false);
-  // The keys this call reserved, and the messages carrying them.
-  std::vector<std::string> reserved_keys;
-  std::vector<size_t> reserved_messages;
-
-  if (dedup_ != nullptr) {
-    std::vector<std::string> keys;
-    std::vector<size_t> key_messages;
-    {
-      absl::flat_hash_map<absl::string_view, size_t> first_with_key;
-      for (size_t i = 0; i < n; ++i) {
-        const std::string& k = messages[i].idempotency_key;
-        if (k.empty()) continue;
-        auto [it, inserted] = first_with_key.try_emplace(k, i);
-        if (!inserted) {
-          same_as[i] = static_cast<int64_t>(it->second);
-          continue;
-        }
-        keys.push_back(k);
-        key_messages.push_back(i);
-      }
-    }
-    if (!keys.empty()) {
-      // May wait for concurrent publishers of the same keys.
-      std::vector<std::optional<DedupIndex::Location>> hits = dedup_->Reserve(keys, now);
-      for (size_t j = 0; j < keys.size(); ++j) {
-        const size_t i = key_messages[j];
-        if (hits[j].has_value()) {
-          results[i] = PublishResult{hits[j]->partition, hits[j]->offset, /*duplicate=*/true};
-          answered[i] = true;
-        } else {
-          reserved_keys.push_back(std::move(keys[j]));
-          reserved_messages.push_back(i);
-        }
-      }
-    }
-  }
-
-  // Group what must be stored by partition, keeping input order.
-  std::vector<PartitionBatch> batches;
-  std::vector<int> batch_of_partition(static_cast<size_t>(config_.partitions), -1);
-  std::vector<int> batch_of_message(n, -1);
-  for (size_t i = 0; i < n; ++i) {
-    if (same_as[i] >= 0 || answered[i]) continue;
-    const int p = partitioner_.Choose(messages[i]);
-    int& b = batch_of_partition[static_cast<size_t>(p)];
-    if (b < 0) {
-      b = static_cast<int>(batches.size());
-      batches.emplace_back();
-      batches.back().partition = p;
-    }
-    batch_of_message[i] = b;
-    batches[b].indices.push_back(i);
-    batches[b].records.push_back(std::move(messages[i]));
-  }
-
-  auto append = [this](PartitionBatch& batch) {
-    batch.first_offset = partitions_[static_cast<size_t>(batch.partition)]->Append(batch.records);
-  };
-  const bool overlap = batches.size() > 1 && config_.backend == Backend::kDisk &&
-                       config_.fsync == FsyncPolicy::kAlways;
-  if (!overlap) {
-    for (PartitionBatch& batch : batches) append(batch);
-  } else {
-    // Each fdatasync takes ~100 µs or more: syncing partitions one after
-    // another would multiply the latency by the partitions touched.
-    const size_t workers = std::min(batches.size(), kMaxAppendWorkers);
-    auto work = [&](size_t w) {
-      for (size_t b = w; b < batches.size(); b += workers) append(batches[b]);
-    };
-    std::vector<std::future<void>> helpers;
-    for (size_t w = 1; w < workers; ++w) {
-      try {
-        helpers.push_back(std::async(std::launch::async, work, w));
-      } catch (const std::system_error&) {
-        work(w);  // no thread to spare: do its share here
-      }
-    }
-    work(0);
-    for (std::future<void>& f : helpers) f.wait();
-  }
-
+void PartitionedTopic::FinishPublish(PendingPublish& pending) {
+  std::vector<PublishResult>& results = pending.results;
   absl::Status error;
   std::vector<int> stored_partitions;
-  for (const PartitionBatch& batch : batches) {
+  for (const PartitionBatch& batch : pending.batches) {
     if (!batch.first_offset.ok()) {
       if (error.ok()) {
         error = Annotate(batch.first_offset.status(),
@@ -320,39 +399,42 @@ absl::StatusOr<std::vector<PublishResult>> PartitionedTopic::Publish(std::vector
     }
   }
 
-  if (dedup_ != nullptr && !reserved_keys.empty()) {
+  if (dedup_ != nullptr && !pending.reserved_keys.empty()) {
     std::vector<DedupIndex::Stored> stored;
     std::vector<std::string> failed;
-    for (size_t k = 0; k < reserved_keys.size(); ++k) {
-      const size_t i = reserved_messages[k];
-      const int b = batch_of_message[i];
-      if (batches[b].first_offset.ok()) {
+    for (size_t k = 0; k < pending.reserved_keys.size(); ++k) {
+      const size_t i = pending.reserved_messages[k];
+      const int b = pending.batch_of_message[i];
+      if (pending.batches[b].first_offset.ok()) {
         stored.push_back(
-            DedupIndex::Stored{std::move(reserved_keys[k]),
+            DedupIndex::Stored{std::move(pending.reserved_keys[k]),
                                DedupIndex::Location{results[i].partition, results[i].offset}});
       } else {
-        failed.push_back(std::move(reserved_keys[k]));
+        failed.push_back(std::move(pending.reserved_keys[k]));
       }
     }
-    if (!stored.empty()) dedup_->Commit(stored, now);
+    if (!stored.empty()) dedup_->Commit(stored, pending.now);
     if (!failed.empty()) dedup_->Release(failed);
   }
 
   if (!error.ok()) {
-    if (stored_partitions.empty()) return error;
-    std::sort(stored_partitions.begin(), stored_partitions.end());
-    return absl::Status(
-        error.code(),
-        absl::StrCat(error.message(), " (the batch's messages for partitions ",
-                     absl::StrJoin(stored_partitions, ","),
-                     " were stored; retrying with idempotency keys stores each message once)"));
+    if (!stored_partitions.empty()) {
+      std::sort(stored_partitions.begin(), stored_partitions.end());
+      error = absl::Status(
+          error.code(),
+          absl::StrCat(error.message(), " (the batch's messages for partitions ",
+                       absl::StrJoin(stored_partitions, ","),
+                       " were stored; retrying with idempotency keys stores each message once)"));
+    }
+    std::move(pending.done)(error);
+    return;
   }
-  for (size_t i = 0; i < n; ++i) {
-    if (same_as[i] < 0) continue;
-    results[i] = results[static_cast<size_t>(same_as[i])];
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (pending.same_as[i] < 0) continue;
+    results[i] = results[static_cast<size_t>(pending.same_as[i])];
     results[i].duplicate = true;
   }
-  return results;
+  std::move(pending.done)(std::move(results));
 }
 
 absl::StatusOr<std::vector<Record>> PartitionedTopic::Read(int partition, int64_t offset,

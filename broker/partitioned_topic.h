@@ -38,6 +38,8 @@ class PartitionedTopic final : public Topic {
       std::string name, TopicConfig config, std::vector<std::unique_ptr<Log>> partitions,
       Clock* clock, std::shared_ptr<MemoryBudget> budget = nullptr);
 
+  // Waits for the appends in flight (their callbacks use the topic).
+  ~PartitionedTopic() override;
   PartitionedTopic(const PartitionedTopic&) = delete;
   PartitionedTopic& operator=(const PartitionedTopic&) = delete;
 
@@ -53,13 +55,15 @@ class PartitionedTopic final : public Topic {
   //    answers that message's partition and offset with duplicate=true and
   //    is not stored. A concurrent publish of a key being stored waits for
   //    it to finish.
-  //  - Partitions are appended to concurrently when the topic is on disk
-  //    with fsync=always (their fdatasyncs overlap), else one after another.
+  //  - The partitions' appends are in flight together (Log::AppendAsync):
+  //    on disk with fsync=always and an executor their fdatasyncs overlap.
   //  - When some partitions' appends fail, the call fails with the first
   //    error and the partition it came from; the others' messages are
   //    stored (and their idempotency keys registered, so a retry of the
   //    batch with idempotency keys stores each message once).
   absl::StatusOr<std::vector<PublishResult>> Publish(std::vector<Record> messages) override;
+  // As Topic::PublishAsync, with Publish's details.
+  void PublishAsync(std::vector<Record> messages, PublishCallback done) override;
 
   absl::StatusOr<std::vector<Record>> Read(int partition, int64_t offset,
                                            ReadLimits limits) const override;
@@ -75,8 +79,9 @@ class PartitionedTopic final : public Topic {
   // Null when dedup_window_ms == 0. For tests and metrics.
   const DedupIndex* dedup_index() const { return dedup_.get(); }
 
-  // Fences the topic for deletion: waits for every Append, TrimBefore,
-  // EnforceRetention and Sync in progress on its partitions to finish, and
+  // Fences the topic for deletion: waits for every Append, AppendAsync,
+  // TrimBefore, EnforceRetention and Sync in progress on its partitions to
+  // finish (an AppendAsync: its callback to return), and
   // makes later ones (and Publish) fail kNotFound. Reads keep working on
   // what the logs have open. Broker::DeleteTopic calls this before it moves
   // the topic's directory away, so that a holder of the old topic can never
@@ -86,6 +91,10 @@ class PartitionedTopic final : public Topic {
   // Undoes MarkDeleted, when the deletion could not go through.
   void UnmarkDeleted();
 
+  // Returns once no AppendAsync on the partitions (so no PublishAsync) is
+  // in flight. Thread-safe; not from an append's callback.
+  void WaitForAsyncAppends() const ABSL_LOCKS_EXCLUDED(async_mu_);
+
  private:
   PartitionedTopic(std::string name, TopicConfig config,
                    std::vector<std::unique_ptr<Log>> partitions, Clock* clock,
@@ -93,6 +102,17 @@ class PartitionedTopic final : public Topic {
 
   absl::Status RebuildDedupIndex();
   absl::Status DeletedError() const;
+
+  struct PendingPublish;
+  // What refuses a whole publish before anything is stored.
+  absl::Status CheckPublish(const std::vector<Record>& messages) const;
+  // Answers a publish once its appends completed.
+  void FinishPublish(PendingPublish& pending);
+
+  // AppendAsync calls through the FencedLogs, from the call to the return
+  // of the callback.
+  void BeginAsyncAppend() const ABSL_LOCKS_EXCLUDED(async_mu_);
+  void EndAsyncAppend() const ABSL_LOCKS_EXCLUDED(async_mu_);
 
   // The Log that partition() hands out and Publish appends through: it
   // forwards to the real log, holding fence_mu_ shared around every call
@@ -115,6 +135,9 @@ class PartitionedTopic final : public Topic {
   // ever waits for it), exclusively by MarkDeleted.
   mutable absl::Mutex fence_mu_;
   bool deleted_ ABSL_GUARDED_BY(fence_mu_) = false;
+
+  mutable absl::Mutex async_mu_;
+  mutable int async_appends_ ABSL_GUARDED_BY(async_mu_) = 0;
 
   absl::Mutex maintenance_mu_;
   int64_t last_sync_ms_ ABSL_GUARDED_BY(maintenance_mu_) = 0;

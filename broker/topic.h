@@ -5,8 +5,10 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "broker/log.h"
@@ -49,6 +51,19 @@ class Topic {
   // max_message_bytes (nothing of the batch is stored),
   // kResourceExhausted when a memory topic's budget is full. Thread-safe.
   virtual absl::StatusOr<std::vector<PublishResult>> Publish(std::vector<Record> messages) = 0;
+
+  using PublishCallback = absl::AnyInvocable<void(absl::StatusOr<std::vector<PublishResult>>) &&>;
+
+  // Publish without waiting: `done` gets what Publish would have returned,
+  // when it would have returned it, on this thread (maybe before this
+  // returns) or on a thread of the logs' executor. The checks that refuse a
+  // whole batch (and a wait for a concurrent publisher of the same
+  // idempotency key) happen on this thread. `done` must be quick, and must
+  // not hold the last reference to the topic (the topic waits for its
+  // appends in flight when destroyed). This default calls Publish.
+  virtual void PublishAsync(std::vector<Record> messages, PublishCallback done) {
+    std::move(done)(Publish(std::move(messages)));
+  }
 
   // Reads one partition; as Log::Read, plus kInvalidArgument for a
   // partition out of range. Thread-safe.

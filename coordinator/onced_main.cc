@@ -44,6 +44,8 @@ ABSL_FLAG(int64_t, max_wait_ms, kDefaults.limits.max_wait_ms,
 ABSL_FLAG(int32_t, io_threads, kDefaults.io_threads, "Network threads.");
 ABSL_FLAG(int32_t, worker_threads, kDefaults.worker_threads,
           "Threads for blocking broker calls (publishes waiting on fsync, acks).");
+ABSL_FLAG(int32_t, append_threads, kDefaults.append_threads,
+          "Threads that make fsync=always publishes durable (how many partitions sync at once).");
 ABSL_FLAG(int64_t, memory_budget_bytes, kDefaults.memory_budget_bytes,
           "Bytes all memory topics together may hold.");
 ABSL_FLAG(std::string, on_corruption, "refuse",
@@ -96,6 +98,7 @@ const char* const kFlagNames[] = {
     "max_wait_ms",
     "io_threads",
     "worker_threads",
+    "append_threads",
     "memory_budget_bytes",
     "on_corruption",
     "maintenance_interval_ms",
@@ -171,6 +174,7 @@ int main(int argc, char** argv) {
   options.limits.max_wait_ms = absl::GetFlag(FLAGS_max_wait_ms);
   options.io_threads = absl::GetFlag(FLAGS_io_threads);
   options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
+  options.append_threads = absl::GetFlag(FLAGS_append_threads);
   options.memory_budget_bytes = absl::GetFlag(FLAGS_memory_budget_bytes);
   options.maintenance_interval_ms = absl::GetFlag(FLAGS_maintenance_interval_ms);
   options.group_commit_interval_ms = absl::GetFlag(FLAGS_group_commit_interval_ms);

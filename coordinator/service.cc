@@ -58,6 +58,7 @@ Service::~Service() {
   // order. Worker jobs may still use the broker; handlers queued on the
   // io_context hold sessions that use state_.
   if (workers_) workers_->join();
+  if (broker_) broker_->WaitForAsyncAppends();
   listener_.reset();
   signals_.reset();
   maintenance_timer_.reset();
@@ -111,6 +112,9 @@ absl::Status Service::Run() {
   // their fsync, a maintenance pass, the broker's opening) finish, then
   // make everything durable.
   workers_->join();
+  // Publishes answered from the broker's append pool: their callbacks use
+  // the API and the groups.
+  if (broker_) broker_->WaitForAsyncAppends();
   absl::Status flushed = Flush();
   if (!flushed.ok()) SetExitStatus(flushed);
   absl::MutexLock lock(&mu_);
@@ -129,6 +133,7 @@ void Service::OpenBroker() {
   broker_options.data_dir = options_.data_dir;
   broker_options.memory_budget_bytes = options_.memory_budget_bytes;
   broker_options.on_corruption = options_.on_corruption;
+  broker_options.append_threads = options_.append_threads;
   absl::StatusOr<std::unique_ptr<broker::Broker>> broker = broker::Broker::Open(broker_options);
   if (!broker.ok()) {
     SetExitStatus(absl::Status(broker.status().code(),

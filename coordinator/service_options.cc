@@ -72,6 +72,7 @@ absl::Status ValidateServiceOptions(const ServiceOptions& o) {
   ONCE_RETURN_IF_ERROR(CheckRange("max_wait_ms", o.limits.max_wait_ms, 0, 3600 * 1000));
   ONCE_RETURN_IF_ERROR(CheckRange("io_threads", o.io_threads, 1, 64));
   ONCE_RETURN_IF_ERROR(CheckRange("worker_threads", o.worker_threads, 1, 256));
+  ONCE_RETURN_IF_ERROR(CheckRange("append_threads", o.append_threads, 1, 64));
   ONCE_RETURN_IF_ERROR(
       CheckRange("memory_budget_bytes", o.memory_budget_bytes, 0, int64_t{1} << 50));
   ONCE_RETURN_IF_ERROR(
@@ -103,6 +104,7 @@ std::string DescribeOptions(const ServiceOptions& o) {
                       "  max_wait_ms = ", o.limits.max_wait_ms, "\n",                     //
                       "  io_threads = ", o.io_threads, "\n",                              //
                       "  worker_threads = ", o.worker_threads, "\n",                      //
+                      "  append_threads = ", o.append_threads, "\n",                      //
                       "  memory_budget_bytes = ", o.memory_budget_bytes, "\n",            //
                       "  on_corruption = ", CorruptionPolicyName(o.on_corruption), "\n",  //
                       "  maintenance_interval_ms = ", o.maintenance_interval_ms, "\n",    //

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -12,6 +13,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "broker/memory_log.h"
 #include "broker/partitioner.h"
 #include "broker/record.h"
@@ -484,6 +487,105 @@ TEST_F(BrokerTest, OpenRejectsBadOptions) {
   o = Options();
   o.memory_budget_bytes = -1;
   EXPECT_THAT(Broker::Open(o), StatusIs(absl::StatusCode::kInvalidArgument));
+  for (int threads : {0, 65}) {
+    o = Options();
+    o.append_threads = threads;
+    EXPECT_THAT(Broker::Open(o),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("append_threads")));
+  }
+}
+
+// The answers of PublishAsync calls, by the label each was given.
+class PublishAnswers {
+ public:
+  Topic::PublishCallback Expect(std::string label) {
+    return [this, label = std::move(label)](absl::StatusOr<std::vector<PublishResult>> r) {
+      absl::MutexLock lock(&mu_);
+      answers_.emplace(label, std::move(r));
+    };
+  }
+  // Waits (at most 30 s) for `n` answers; false on timeout.
+  bool WaitFor(size_t n) {
+    absl::MutexLock lock(&mu_);
+    const auto reached = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return answers_.size() >= n; };
+    return mu_.AwaitWithTimeout(absl::Condition(&reached), absl::Seconds(30));
+  }
+  std::map<std::string, absl::StatusOr<std::vector<PublishResult>>> answers() {
+    absl::MutexLock lock(&mu_);
+    return answers_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, absl::StatusOr<std::vector<PublishResult>>> answers_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(BrokerTest, AsyncPublishesToADurableTopicAnswerOnceStoredAndSurviveARestart) {
+  constexpr int kPublishes = 40;
+  ONCE_ASSERT_OK(Reopen());
+  TopicConfig config = Disk(3);
+  config.fsync = FsyncPolicy::kAlways;
+  config.dedup_window_ms = 60'000;
+  ONCE_ASSERT_OK(broker_->CreateTopic("t", config));
+  std::shared_ptr<Topic> t = Get("t");
+  PublishAnswers answers;
+  for (int i = 0; i < kPublishes; ++i) {
+    // Two messages on (usually) two partitions, the second a repeat of the
+    // first's idempotency key every fifth publish.
+    std::vector<Record> batch = {
+        Msg(absl::StrCat("a", i), absl::StrCat("id-", i), "x"),
+        Msg(absl::StrCat("b", i), i % 5 == 0 ? absl::StrCat("id-", i) : "", absl::StrCat(i))};
+    t->PublishAsync(std::move(batch), answers.Expect(absl::StrCat(i)));
+  }
+  t->PublishAsync({}, answers.Expect("empty"));
+  ASSERT_TRUE(answers.WaitFor(kPublishes + 1));
+  std::map<std::string, absl::StatusOr<std::vector<PublishResult>>> got = answers.answers();
+  EXPECT_THAT(got.at("empty"), StatusIs(absl::StatusCode::kInvalidArgument));
+  for (int i = 0; i < kPublishes; ++i) {
+    const absl::StatusOr<std::vector<PublishResult>>& r = got.at(absl::StrCat(i));
+    ASSERT_THAT(r, IsOk());
+    ASSERT_EQ(r->size(), 2u);
+    EXPECT_EQ((*r)[1].duplicate, i % 5 == 0);
+    ONCE_ASSERT_OK_AND_ASSIGN(auto first,
+                              t->Read((*r)[0].partition, (*r)[0].offset, ReadLimits{1, 1 << 20}));
+    ASSERT_EQ(first.size(), 1u);
+    EXPECT_EQ(first[0].value, absl::StrCat("a", i));
+  }
+  // A repeat after the answers is answered from the dedup index.
+  ONCE_ASSERT_OK_AND_ASSIGN(auto again, t->Publish({Msg("a0 again", "id-0", "x")}));
+  EXPECT_TRUE(again[0].duplicate);
+  t.reset();
+  ONCE_ASSERT_OK(Reopen());
+  t = Get("t");
+  int64_t stored = 0;
+  for (int p = 0; p < 3; ++p) stored += t->partition(p)->NextOffset();
+  EXPECT_EQ(stored, kPublishes * 2 - kPublishes / 5);
+}
+
+// Deleting a topic waits for its publishes in flight: none of them lands in
+// a topic created again under the same name.
+TEST_F(BrokerTest, DeleteWaitsForAsyncPublishesInFlight) {
+  constexpr int kPublishes = 200;
+  ONCE_ASSERT_OK(Reopen());
+  TopicConfig config = Disk(2);
+  config.fsync = FsyncPolicy::kAlways;
+  ONCE_ASSERT_OK(broker_->CreateTopic("t", config));
+  std::shared_ptr<Topic> held = Get("t");
+  PublishAnswers answers;
+  for (int i = 0; i < kPublishes; ++i) {
+    held->PublishAsync({Msg(absl::StrCat(i))}, answers.Expect(absl::StrCat(i)));
+  }
+  ONCE_ASSERT_OK(broker_->DeleteTopic("t"));
+  ONCE_ASSERT_OK(broker_->CreateTopic("t", config));
+  ASSERT_TRUE(answers.WaitFor(kPublishes));
+  for (auto& [label, r] : answers.answers()) {
+    EXPECT_TRUE(r.ok() || r.status().code() == absl::StatusCode::kNotFound) << label << r.status();
+  }
+  std::shared_ptr<Topic> fresh = Get("t");
+  for (int p = 0; p < 2; ++p) EXPECT_EQ(fresh->partition(p)->NextOffset(), 0);
+  held->PublishAsync({Msg("late")}, answers.Expect("late"));
+  ASSERT_TRUE(answers.WaitFor(kPublishes + 1));
+  EXPECT_THAT(answers.answers().at("late"), StatusIs(absl::StatusCode::kNotFound));
 }
 
 }  // namespace

@@ -51,6 +51,10 @@ TEST(ValidateServiceOptionsTest, NamesTheBadSetting) {
   EXPECT_THAT(ValidateServiceOptions(o),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("worker_threads")));
   o = ServiceOptions();
+  o.append_threads = 65;
+  EXPECT_THAT(ValidateServiceOptions(o),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("append_threads")));
+  o = ServiceOptions();
   o.default_topic.partitions = 0;
   EXPECT_THAT(ValidateServiceOptions(o),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("default topic settings")));
