@@ -79,10 +79,11 @@ absl::StatusOr<int64_t> DiskLogImpl::Append(absl::Span<const Record> records) {
   return me.first;
 }
 
-void DiskLogImpl::AppendAsync(std::vector<Record> records, AppendCallback done) {
+void DiskLogImpl::AppendAsync(std::vector<Record> records, AsyncStart start_on,
+                              AppendCallback done) {
   if (options_.fsync != FsyncPolicy::kAlways || !options_.executor || records.empty()) {
     // Nothing to wait for but a write (or an interval's sync): inline.
-    Log::AppendAsync(std::move(records), std::move(done));
+    Log::AppendAsync(std::move(records), start_on, std::move(done));
     return;
   }
   auto* me = new PendingAppend;
@@ -96,7 +97,14 @@ void DiskLogImpl::AppendAsync(std::vector<Record> records, AppendCallback done) 
     start = !combining_;
     combining_ = true;
   }
-  if (start) options_.executor([this] { CombineOnExecutor(); });
+  if (!start) return;  // the running combiner takes it
+  if (start_on == AsyncStart::kExecutor) {
+    options_.executor([this] { CombineOnExecutor(); });
+    return;
+  }
+  // The first group runs here, as Append's would: an idle log's append
+  // costs no hand-off. What queued meanwhile goes on on the executor.
+  if (CombineGroup()) options_.executor([this] { CombineOnExecutor(); });
 }
 
 void DiskLogImpl::CombineOnExecutor() {
@@ -157,6 +165,7 @@ bool DiskLogImpl::CombineGroup() {
   absl::Status status = Write(group, &end, &sync_due);
   if (status.ok() && end > 0) status = WaitDurable(end);
   const absl::Duration took = absl::Now() - start;
+  bool more_queued = false;
   {
     absl::MutexLock lock(&queue_mu_);
     // The appenders active now: this group, and those that queued while it
@@ -164,21 +173,37 @@ bool DiskLogImpl::CombineGroup() {
     // their next appends, which are this group's appenders again).
     expected_group_ = group.size() + queue_.size();
     last_group_duration_ = took;
+    more_queued = !queue_.empty();
   }
   // Settle the group. Once `done` is set its owner may return and free the
   // PendingAppend: nothing touches it after that.
   bool sleepers = false;
+  std::vector<PendingAppend*> callbacks;
   for (PendingAppend* p : group) {
     if (p->status.ok()) p->status = status;
     if (p->async()) {
-      absl::StatusOr<int64_t> result =
-          p->status.ok() ? absl::StatusOr<int64_t>(p->first) : absl::StatusOr<int64_t>(p->status);
-      if (result.ok()) appends_.fetch_add(1, std::memory_order_relaxed);
-      std::move(p->callback)(std::move(result));
-      delete p;
+      if (p->status.ok()) appends_.fetch_add(1, std::memory_order_relaxed);
+      callbacks.push_back(p);
     } else {
       sleepers = true;
       p->done.store(true, std::memory_order_release);
+    }
+  }
+  if (!callbacks.empty()) {
+    auto settle = [callbacks = std::move(callbacks)] {
+      for (PendingAppend* p : callbacks) {
+        absl::StatusOr<int64_t> result =
+            p->status.ok() ? absl::StatusOr<int64_t>(p->first) : absl::StatusOr<int64_t>(p->status);
+        std::move(p->callback)(std::move(result));
+        delete p;
+      }
+    };
+    if (more_queued && options_.executor) {
+      // Appends wait for the next group: it starts now, and the callbacks
+      // (answers to requests, say) run beside it. They use nothing of the log.
+      options_.executor(std::move(settle));
+    } else {
+      settle();
     }
   }
   bool continue_here = false;

@@ -84,7 +84,7 @@ class DiskLogImpl final : public DiskLog {
   absl::Status Recover();
 
   absl::StatusOr<int64_t> Append(absl::Span<const Record> records) override;
-  void AppendAsync(std::vector<Record> records, AppendCallback done) override;
+  void AppendAsync(std::vector<Record> records, AsyncStart start, AppendCallback done) override;
   absl::StatusOr<std::vector<Record>> Read(int64_t offset, ReadLimits limits) const override;
   absl::Status TrimBefore(int64_t offset) override;
   absl::Status EnforceRetention(int64_t now_ms, int64_t retention_ms,

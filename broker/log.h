@@ -50,17 +50,29 @@ class Log {
   // What AppendAsync calls with Append's result.
   using AppendCallback = absl::AnyInvocable<void(absl::StatusOr<int64_t>) &&>;
 
+  // Where AppendAsync may run the group commit that an idle log starts.
+  enum class AsyncStart {
+    // On the calling thread, as Append would (no hand-off to another
+    // thread); AppendAsync then returns after that group's fdatasync.
+    kHere,
+    // Never on the calling thread: for a caller that starts several logs'
+    // appends whose fdatasyncs should overlap.
+    kExecutor,
+  };
+
   // Append without waiting: `done` is called once with what Append would
   // have returned, when Append would have returned it (so no earlier than
   // the records are durable under the policy). For a caller that has other
   // work than waiting for a sync: a request handler that answers from the
-  // callback frees its thread, and any number of appends in flight then
-  // share one fdatasync, not only as many as there are threads to block.
-  // `done` may run on this thread before AppendAsync returns, or on
-  // another thread; it must be quick and must not block on this log (it
-  // may call AppendAsync). This default runs Append and then `done`; the
-  // disk log under fsync=always with an executor is truly asynchronous.
-  virtual void AppendAsync(std::vector<Record> records, AppendCallback done) {
+  // callback does not hold its thread while a group commit runs, and any
+  // number of appends in flight share one fdatasync, not only as many as
+  // there are threads to block. `done` may run on this thread before
+  // AppendAsync returns, or on another thread; it must be quick and must
+  // not block on this log (it may call AppendAsync). This default runs
+  // Append and then `done`; the disk log under fsync=always with an
+  // executor is asynchronous (see `start`).
+  virtual void AppendAsync(std::vector<Record> records, AsyncStart start, AppendCallback done) {
+    (void)start;
     absl::StatusOr<int64_t> first = Append(records);
     std::move(done)(std::move(first));
   }

@@ -57,7 +57,7 @@ class PartitionedTopic::FencedLog final : public Log {
   }
   // Counted from here to its callback's return: MarkDeleted and the topic's
   // destructor wait for the appends in flight.
-  void AppendAsync(std::vector<Record> records, AppendCallback done) override {
+  void AppendAsync(std::vector<Record> records, AsyncStart start, AppendCallback done) override {
     bool deleted = false;
     {
       absl::ReaderMutexLock lock(&topic_->fence_mu_);
@@ -68,11 +68,12 @@ class PartitionedTopic::FencedLog final : public Log {
       std::move(done)(topic_->DeletedError());
       return;
     }
-    inner_->AppendAsync(std::move(records), [topic = topic_, done = std::move(done)](
-                                                absl::StatusOr<int64_t> first) mutable {
-      std::move(done)(std::move(first));
-      topic->EndAsyncAppend();
-    });
+    inner_->AppendAsync(
+        std::move(records), start,
+        [topic = topic_, done = std::move(done)](absl::StatusOr<int64_t> first) mutable {
+          std::move(done)(std::move(first));
+          topic->EndAsyncAppend();
+        });
   }
   absl::Status TrimBefore(int64_t offset) override {
     absl::ReaderMutexLock lock(&topic_->fence_mu_);
@@ -255,10 +256,11 @@ struct PartitionedTopic::PendingPublish {
 absl::StatusOr<std::vector<PublishResult>> PartitionedTopic::Publish(std::vector<Record> messages) {
   absl::Mutex mu;
   std::optional<absl::StatusOr<std::vector<PublishResult>>> answer;
-  PublishAsync(std::move(messages), [&](absl::StatusOr<std::vector<PublishResult>> results) {
-    absl::MutexLock lock(&mu);
-    answer = std::move(results);
-  });
+  StartPublish(std::move(messages), /*caller_waits=*/true,
+               [&](absl::StatusOr<std::vector<PublishResult>> results) {
+                 absl::MutexLock lock(&mu);
+                 answer = std::move(results);
+               });
   absl::MutexLock lock(&mu);
   mu.Await(absl::Condition(
       +[](std::optional<absl::StatusOr<std::vector<PublishResult>>>* a) { return a->has_value(); },
@@ -267,6 +269,11 @@ absl::StatusOr<std::vector<PublishResult>> PartitionedTopic::Publish(std::vector
 }
 
 void PartitionedTopic::PublishAsync(std::vector<Record> messages, PublishCallback done) {
+  StartPublish(std::move(messages), /*caller_waits=*/false, std::move(done));
+}
+
+void PartitionedTopic::StartPublish(std::vector<Record> messages, bool caller_waits,
+                                    PublishCallback done) {
   if (absl::Status refused = CheckPublish(messages); !refused.ok()) {
     std::move(done)(refused);
     return;
@@ -341,16 +348,27 @@ void PartitionedTopic::PublishAsync(std::vector<Record> messages, PublishCallbac
     FinishPublish(*pending);
     return;
   }
+  if (caller_waits && batches.size() == 1) {
+    // One partition and a thread that waits anyway: a blocking Append joins
+    // the log's group commit with no hand-off between threads.
+    PartitionBatch& batch = batches.front();
+    batch.first_offset = partitions_[static_cast<size_t>(batch.partition)]->Append(batch.records);
+    FinishPublish(*pending);
+    return;
+  }
 
   // The partitions' appends are in flight together: on disk with
-  // fsync=always, their fdatasyncs overlap on the logs' executor (one
-  // after another would multiply the latency by the partitions touched).
-  // The last one to complete finishes the publish.
+  // fsync=always, their fdatasyncs overlap, all but the last one's on the
+  // logs' executor (one after another would multiply the latency by the
+  // partitions touched); the last may run here. The last one to complete
+  // finishes the publish.
   pending->appends_left.store(batches.size(), std::memory_order_relaxed);
   for (size_t b = 0; b < batches.size(); ++b) {
     std::vector<Record> records = std::move(batches[b].records);
+    const Log::AsyncStart start =
+        b + 1 == batches.size() ? Log::AsyncStart::kHere : Log::AsyncStart::kExecutor;
     partitions_[static_cast<size_t>(batches[b].partition)]->AppendAsync(
-        std::move(records), [this, pending, b](absl::StatusOr<int64_t> first) {
+        std::move(records), start, [this, pending, b](absl::StatusOr<int64_t> first) {
           pending->batches[b].first_offset = std::move(first);
           if (pending->appends_left.fetch_sub(1, std::memory_order_acq_rel) == 1) {
             FinishPublish(*pending);

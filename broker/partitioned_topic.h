@@ -104,6 +104,9 @@ class PartitionedTopic final : public Topic {
   absl::Status DeletedError() const;
 
   struct PendingPublish;
+  // PublishAsync; `caller_waits` (Publish) lets a one-partition publish
+  // append with a blocking Append.
+  void StartPublish(std::vector<Record> messages, bool caller_waits, PublishCallback done);
   // What refuses a whole publish before anything is stored.
   absl::Status CheckPublish(const std::vector<Record>& messages) const;
   // Answers a publish once its appends completed.

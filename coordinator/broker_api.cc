@@ -2,13 +2,11 @@
 
 #include <chrono>
 #include <exception>
-#include <optional>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "boost/asio/post.hpp"
 #include "boost/json/array.hpp"
 #include "boost/json/serialize.hpp"
@@ -113,27 +111,7 @@ void BrokerApi::Register(Router* router) {
   router->Add("PUT", "/v1/topics/{topic}", Blocking(&BrokerApi::CreateTopic));
   router->Add("GET", "/v1/topics/{topic}", Blocking(&BrokerApi::DescribeTopic));
   router->Add("DELETE", "/v1/topics/{topic}", Blocking(&BrokerApi::DeleteTopic));
-  router->Add(
-      "POST", "/v1/topics/{topic}/messages", [this](ApiRequest request, Responder responder) {
-        // Parsing and the dedup checks block briefly: on a worker.
-        net::post(workers_, [this, request = std::move(request), responder] {
-          try {
-            if (!ready()) {
-              responder.Send(ErrorResponse(
-                  ApiError(absl::StatusCode::kUnavailable, kNotReady,
-                           "the broker is still opening and recovering its data; retry shortly")));
-              return;
-            }
-            Publish(request, responder);
-          } catch (const std::exception& e) {
-            spdlog::error("{} {} threw: {}", request.method, request.target, e.what());
-            if (!responder.sent()) {
-              responder.Send(
-                  ErrorResponse(absl::InternalError(absl::StrCat("internal error: ", e.what()))));
-            }
-          }
-        });
-      });
+  router->Add("POST", "/v1/topics/{topic}/messages", Blocking(&BrokerApi::Publish));
   router->Add("GET", "/v1/topics/{topic}/groups", Blocking(&BrokerApi::ListGroups));
   router->Add("PUT", "/v1/topics/{topic}/groups/{group}", Blocking(&BrokerApi::CreateGroup));
   router->Add("GET", "/v1/topics/{topic}/groups/{group}", Blocking(&BrokerApi::DescribeGroup));
@@ -255,52 +233,25 @@ absl::Status BrokerApi::CheckMessageSizes(const broker::Topic& topic,
 
 absl::StatusOr<std::vector<broker::PublishResult>> BrokerApi::PublishRecords(
     const std::shared_ptr<broker::Topic>& topic, std::vector<broker::Record> records) {
-  absl::Mutex mu;
-  std::optional<absl::StatusOr<std::vector<broker::PublishResult>>> answer;
-  PublishRecordsAsync(topic, std::move(records),
-                      [&](absl::StatusOr<std::vector<broker::PublishResult>> results) {
-                        absl::MutexLock lock(&mu);
-                        answer = std::move(results);
-                      });
-  absl::MutexLock lock(&mu);
-  mu.Await(absl::Condition(
-      +[](std::optional<absl::StatusOr<std::vector<broker::PublishResult>>>* a) {
-        return a->has_value();
-      },
-      &answer));
-  return *std::move(answer);
-}
-
-void BrokerApi::PublishRecordsAsync(const std::shared_ptr<broker::Topic>& topic,
-                                    std::vector<broker::Record> records,
-                                    broker::Topic::PublishCallback done) {
-  if (absl::Status s = CheckMessageSizes(*topic, records); !s.ok()) {
-    std::move(done)(s);
-    return;
-  }
+  const broker::TopicConfig& config = topic->config();
+  ONCE_RETURN_IF_ERROR(CheckMessageSizes(*topic, records));
   int64_t bytes = 0;
   for (const broker::Record& r : records) bytes += static_cast<int64_t>(r.PayloadBytes());
   const int64_t count = static_cast<int64_t>(records.size());
   const auto start = std::chrono::steady_clock::now();
-  // The callback holds the topic's name, not the topic: it may run on the
-  // append pool, where the topic must not be destroyed.
-  topic->PublishAsync(
-      std::move(records),
-      [this, name = topic->name(), backend = topic->config().backend, count, bytes, start,
-       done = std::move(done)](absl::StatusOr<std::vector<broker::PublishResult>> results) mutable {
-        const double seconds =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        if (!results.ok()) {
-          metrics_->CountPublishError(name);
-        } else {
-          int64_t duplicates = 0;
-          for (const broker::PublishResult& r : *results) duplicates += r.duplicate ? 1 : 0;
-          metrics_->CountPublish(name, backend, count, duplicates, bytes, seconds);
-          // Durable now: wake the topic's waiting consumers.
-          groups_.load(std::memory_order_acquire)->NotifyPublished(name);
-        }
-        std::move(done)(std::move(results));
-      });
+  absl::StatusOr<std::vector<broker::PublishResult>> results = topic->Publish(std::move(records));
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (!results.ok()) {
+    metrics_->CountPublishError(topic->name());
+    return results.status();
+  }
+  int64_t duplicates = 0;
+  for (const broker::PublishResult& r : *results) duplicates += r.duplicate ? 1 : 0;
+  metrics_->CountPublish(topic->name(), config.backend, count, duplicates, bytes, seconds);
+  // Durable now: wake the topic's waiting consumers.
+  groups_.load(std::memory_order_acquire)->NotifyPublished(topic->name());
+  return results;
 }
 
 absl::StatusOr<broker::AckResult> BrokerApi::AckTokens(
@@ -420,21 +371,20 @@ ApiResponse BrokerApi::DeleteTopic(const ApiRequest& request) {
   return JsonResponse(200, body);
 }
 
-void BrokerApi::Publish(const ApiRequest& request, const Responder& responder) {
+ApiResponse BrokerApi::Publish(const ApiRequest& request) {
   absl::StatusOr<std::shared_ptr<broker::Topic>> topic = FindTopic(request);
-  if (!topic.ok()) return responder.Send(ErrorResponse(topic.status()));
+  if (!topic.ok()) return ErrorResponse(topic.status());
   absl::StatusOr<json::object> body = Body(request, "the publish request", false);
-  if (!body.ok()) return responder.Send(ErrorResponse(body.status()));
+  if (!body.ok()) return ErrorResponse(body.status());
   absl::StatusOr<std::vector<broker::Record>> records = PublishRequestFromJson(
       *body, request.has_idempotency_key ? &request.idempotency_key : nullptr);
-  if (!records.ok()) return responder.Send(ErrorResponse(records.status()));
-  PublishRecordsAsync(*topic, *std::move(records),
-                      [responder](absl::StatusOr<std::vector<broker::PublishResult>> results) {
-                        if (!results.ok()) return responder.Send(ErrorResponse(results.status()));
-                        ApiResponse response;
-                        response.body = PublishResultsBody(*results);  // no DOM: see ws_frames.h
-                        responder.Send(std::move(response));
-                      });
+  if (!records.ok()) return ErrorResponse(records.status());
+  absl::StatusOr<std::vector<broker::PublishResult>> results =
+      PublishRecords(*topic, *std::move(records));
+  if (!results.ok()) return ErrorResponse(results.status());
+  ApiResponse response;
+  response.body = PublishResultsBody(*results);  // no DOM: see ws_frames.h
+  return response;
 }
 
 // ---- groups

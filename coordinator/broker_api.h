@@ -72,12 +72,6 @@ class BrokerApi {
   // waiting consumers. Blocks until durable.
   absl::StatusOr<std::vector<broker::PublishResult>> PublishRecords(
       const std::shared_ptr<broker::Topic>& topic, std::vector<broker::Record> records);
-  // The same without blocking until durable: `done` gets the answer, on
-  // this thread or on a thread of the broker's append pool (see
-  // broker::Topic::PublishAsync; it must be quick).
-  void PublishRecordsAsync(const std::shared_ptr<broker::Topic>& topic,
-                           std::vector<broker::Record> records,
-                           broker::Topic::PublishCallback done);
   // Acks (or nacks) `tokens` on `group` and counts. An error means nothing
   // was applied; refusals are in the result (see RefusalStatus). Blocks.
   absl::StatusOr<broker::AckResult> AckTokens(const std::shared_ptr<broker::ConsumerGroup>& group,
@@ -120,10 +114,7 @@ class BrokerApi {
   ApiResponse ListTopics(const ApiRequest& request);
   ApiResponse DescribeTopic(const ApiRequest& request);
   ApiResponse DeleteTopic(const ApiRequest& request);
-  // Answers from the publish's callback: the worker is free while the
-  // messages are made durable, and the publishes of any number of
-  // connections share a partition's fdatasync.
-  void Publish(const ApiRequest& request, const Responder& responder);
+  ApiResponse Publish(const ApiRequest& request);
 
   ApiResponse ListGroups(const ApiRequest& request);
   ApiResponse CreateGroup(const ApiRequest& request);

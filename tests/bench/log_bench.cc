@@ -178,7 +178,7 @@ void BM_DiskAppendAlwaysAsync(benchmark::State& state) {
   WakeWord progress;
   std::string error;  // written once, before `failed`
   std::function<void()> submit = [&] {
-    log->AppendAsync(one, [&](absl::StatusOr<int64_t> first) {
+    log->AppendAsync(one, Log::AsyncStart::kExecutor, [&](absl::StatusOr<int64_t> first) {
       if (!first.ok() && !failed.load()) {
         error = std::string(first.status().message());
         failed.store(true);

@@ -76,22 +76,24 @@ TEST_F(DiskLogTest, AsyncAndBlockingAppendsShareSyncsAndAllSurviveAReopen) {
     std::function<void(int, int)> submit = [&](int chain, int i) {
       Record r = MakeRecord(i);
       r.value = absl::StrCat("async-", chain, "/", i);
-      log->AppendAsync({r}, [&, chain, i](absl::StatusOr<int64_t> first) {
-        absl::MutexLock lock(&mu);
-        if (!first.ok()) {
-          errors.push_back(first.status().ToString());
-          ++chains_done;
-          return;
-        }
-        // Durable, hence readable, when the callback runs.
-        if (log->NextOffset() <= *first) errors.push_back(absl::StrCat("not readable: ", *first));
-        chain_offsets[chain].push_back(*first);
-        if (i + 1 == kPerAppender) {
-          ++chains_done;
-        } else {
-          submit(chain, i + 1);
-        }
-      });
+      log->AppendAsync({r}, i % 2 == 0 ? Log::AsyncStart::kHere : Log::AsyncStart::kExecutor,
+                       [&, chain, i](absl::StatusOr<int64_t> first) {
+                         absl::MutexLock lock(&mu);
+                         if (!first.ok()) {
+                           errors.push_back(first.status().ToString());
+                           ++chains_done;
+                           return;
+                         }
+                         // Durable, hence readable, when the callback runs.
+                         if (log->NextOffset() <= *first)
+                           errors.push_back(absl::StrCat("not readable: ", *first));
+                         chain_offsets[chain].push_back(*first);
+                         if (i + 1 == kPerAppender) {
+                           ++chains_done;
+                         } else {
+                           submit(chain, i + 1);
+                         }
+                       });
     };
     for (int c = 0; c < kChains; ++c) submit(c, 0);
     std::vector<std::thread> threads;
@@ -139,7 +141,8 @@ TEST_F(DiskLogTest, DestroyingTheLogWaitsForItsAsyncAppends) {
   {
     ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
     for (int i = 0; i < kAppends; ++i) {
-      log->AppendAsync({MakeRecord(i)}, completions.Expect(absl::StrCat(i)));
+      log->AppendAsync({MakeRecord(i)}, Log::AsyncStart::kExecutor,
+                       completions.Expect(absl::StrCat(i)));
     }
   }  // no wait before this: the destructor is what waits
   std::vector<std::pair<std::string, absl::StatusOr<int64_t>>> results = completions.results();
@@ -158,10 +161,10 @@ TEST_F(DiskLogTest, AsyncAppendErrorsReachTheirOwnCallbackOnly) {
   Completions completions;
   std::vector<Record> oversize(1, MakeRecord(0));
   oversize[0].value.assign(kMaxFrameBodySize + 1, 'x');
-  log->AppendAsync({MakeRecord(1)}, completions.Expect("before"));
-  log->AppendAsync(oversize, completions.Expect("oversize"));
-  log->AppendAsync({}, completions.Expect("empty"));
-  log->AppendAsync({MakeRecord(2)}, completions.Expect("after"));
+  log->AppendAsync({MakeRecord(1)}, Log::AsyncStart::kExecutor, completions.Expect("before"));
+  log->AppendAsync(oversize, Log::AsyncStart::kExecutor, completions.Expect("oversize"));
+  log->AppendAsync({}, Log::AsyncStart::kExecutor, completions.Expect("empty"));
+  log->AppendAsync({MakeRecord(2)}, Log::AsyncStart::kExecutor, completions.Expect("after"));
   ASSERT_TRUE(completions.WaitFor(4));
   absl::flat_hash_map<std::string, absl::StatusOr<int64_t>> by_label;
   for (auto& [label, first] : completions.results()) by_label.emplace(label, first);
@@ -189,8 +192,9 @@ TEST_F(DiskLogTest, AsyncAppendRunsInlineWithoutAnExecutorOrASyncToWaitFor) {
       if (with_executor) o.executor = flusher.AsExecutor();
       ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
       Completions completions;
-      log->AppendAsync({MakeRecord(0), MakeRecord(1)}, completions.Expect("a"));
-      log->AppendAsync({MakeRecord(2)}, completions.Expect("b"));
+      log->AppendAsync({MakeRecord(0), MakeRecord(1)}, Log::AsyncStart::kExecutor,
+                       completions.Expect("a"));
+      log->AppendAsync({MakeRecord(2)}, Log::AsyncStart::kExecutor, completions.Expect("b"));
       std::vector<std::pair<std::string, absl::StatusOr<int64_t>>> results = completions.results();
       ASSERT_THAT(results, SizeIs(2));
       EXPECT_THAT(results[0].second, IsOkAndHolds(0));
@@ -199,12 +203,35 @@ TEST_F(DiskLogTest, AsyncAppendRunsInlineWithoutAnExecutorOrASyncToWaitFor) {
   }
 }
 
+// kHere: an idle log's group commit runs on the caller, with no hand-off;
+// kExecutor: never on the caller.
+TEST_F(DiskLogTest, AsyncStartSaysWhereAnIdleLogsGroupCommitRuns) {
+  DiskLogOptions o = Options();
+  o.fsync = FsyncPolicy::kAlways;
+  TaskPool flusher;
+  std::atomic<int> posted{0};
+  std::function<void(absl::AnyInvocable<void()>)> executor = flusher.AsExecutor();
+  o.executor = [&](absl::AnyInvocable<void()> task) {
+    ++posted;
+    executor(std::move(task));
+  };
+  ONCE_ASSERT_OK_AND_ASSIGN(auto log, DiskLog::Open(o));
+  Completions completions;
+  log->AppendAsync({MakeRecord(0)}, Log::AsyncStart::kHere, completions.Expect("here"));
+  ASSERT_THAT(completions.results(), SizeIs(1));  // done before the return
+  EXPECT_EQ(posted.load(), 0);
+  log->AppendAsync({MakeRecord(1)}, Log::AsyncStart::kExecutor, completions.Expect("there"));
+  ASSERT_TRUE(completions.WaitFor(2));
+  EXPECT_EQ(posted.load(), 1);
+  EXPECT_THAT(completions.results()[1].second, IsOkAndHolds(1));
+}
+
 TEST(MemoryLogAsyncTest, AppendAsyncAnswersInline) {
   MemoryBudget budget(1 << 20);
   std::unique_ptr<Log> log = NewMemoryLog(&budget);
   Completions completions;
-  log->AppendAsync({MakeRecord(0)}, completions.Expect("one"));
-  log->AppendAsync({}, completions.Expect("empty"));
+  log->AppendAsync({MakeRecord(0)}, Log::AsyncStart::kExecutor, completions.Expect("one"));
+  log->AppendAsync({}, Log::AsyncStart::kExecutor, completions.Expect("empty"));
   std::vector<std::pair<std::string, absl::StatusOr<int64_t>>> results = completions.results();
   ASSERT_THAT(results, SizeIs(2));
   EXPECT_THAT(results[0].second, IsOk());
