@@ -82,7 +82,8 @@ absl::StatusOr<int64_t> DiskLogImpl::Append(absl::Span<const Record> records) {
 void DiskLogImpl::AppendAsync(std::vector<Record> records, AsyncStart start_on,
                               AppendCallback done) {
   if (options_.fsync != FsyncPolicy::kAlways || !options_.executor || records.empty()) {
-    // Nothing to wait for but a write (or an interval's sync): inline.
+    // No executor, or nothing to wait for but a write (or an interval's
+    // sync): Append, then the callback.
     Log::AppendAsync(std::move(records), start_on, std::move(done));
     return;
   }
@@ -200,8 +201,17 @@ bool DiskLogImpl::CombineGroup() {
     };
     if (more_queued && options_.executor) {
       // Appends wait for the next group: it starts now, and the callbacks
-      // (answers to requests, say) run beside it. They use nothing of the log.
-      options_.executor(std::move(settle));
+      // (answers to requests, say) run beside it, counted for the
+      // destructor.
+      {
+        absl::MutexLock lock(&queue_mu_);
+        ++settling_;
+      }
+      options_.executor([this, settle = std::move(settle)]() mutable {
+        settle();
+        absl::MutexLock lock(&queue_mu_);
+        --settling_;
+      });
     } else {
       settle();
     }

@@ -65,10 +65,11 @@ class DiskLogImpl final : public DiskLog {
 
   ~DiskLogImpl() override {
     {
-      // AppendAsync's group commits may still run on the executor.
+      // AppendAsync's group commits and callbacks may still run on the
+      // executor.
       absl::MutexLock lock(&queue_mu_);
       queue_mu_.Await(absl::Condition(
-          +[](bool* combining) { return !*combining; }, &combining_));
+          +[](DiskLogImpl* self) { return !self->combining_ && self->settling_ == 0; }, this));
     }
     absl::Status s = Sync();
     if (!s.ok()) spdlog::error("disk log {}: sync at close failed: {}", options_.dir, s.ToString());
@@ -206,6 +207,8 @@ class DiskLogImpl final : public DiskLog {
   absl::Mutex queue_mu_ ABSL_ACQUIRED_BEFORE(append_mu_);
   std::vector<PendingAppend*> queue_ ABSL_GUARDED_BY(queue_mu_);
   bool combining_ ABSL_GUARDED_BY(queue_mu_) = false;
+  // Callbacks of settled groups handed to the executor and not yet run.
+  int settling_ ABSL_GUARDED_BY(queue_mu_) = 0;
   size_t expected_group_ ABSL_GUARDED_BY(queue_mu_) = 1;
   absl::Duration last_group_duration_ ABSL_GUARDED_BY(queue_mu_) = absl::ZeroDuration();
   // Bumped (and notified) when a group is settled: what queued appends
