@@ -283,16 +283,6 @@ class BrokerImpl final : public Broker {
     return names;
   }
 
-  void WaitForAsyncAppends() const override {
-    std::vector<std::shared_ptr<PartitionedTopic>> topics;
-    {
-      absl::ReaderMutexLock lock(&mu_);
-      for (const auto& [name, topic] : topics_) topics.push_back(topic);
-    }
-    // A deleted topic waited for its own when it was deleted.
-    for (const auto& topic : topics) topic->WaitForAsyncAppends();
-  }
-
   absl::Status RunMaintenance() override {
     std::vector<std::shared_ptr<PartitionedTopic>> topics;
     {

@@ -30,8 +30,8 @@ struct BrokerOptions {
   int64_t memory_budget_bytes = int64_t{1} << 30;
   CorruptionPolicy on_corruption = CorruptionPolicy::kRefuse;
   // Threads that run the group commits of fsync=always partitions appended
-  // to without waiting (Topic::PublishAsync, and Publish across several
-  // partitions): how many partitions' fdatasyncs can overlap. 1..64.
+  // to with Log::AppendAsync (Topic::PublishAsync, and a Publish's partitions
+  // but the last): how many partitions' fdatasyncs can overlap. 1..64.
   int append_threads = 4;
 };
 
@@ -67,11 +67,6 @@ class Broker {
   // Runs retention over every topic once (the service calls it periodically),
   // and syncs logs with fsync=interval whose interval elapsed.
   virtual absl::Status RunMaintenance() = 0;
-
-  // Returns once every Topic::PublishAsync (and Log::AppendAsync) started
-  // before the call has run its callback: what a service waits for before
-  // it destroys what those callbacks use.
-  virtual void WaitForAsyncAppends() const = 0;
 
   virtual const BrokerOptions& options() const = 0;
 };

@@ -91,10 +91,6 @@ class PartitionedTopic final : public Topic {
   // Undoes MarkDeleted, when the deletion could not go through.
   void UnmarkDeleted();
 
-  // Returns once no AppendAsync on the partitions (so no PublishAsync) is
-  // in flight. Thread-safe; not from an append's callback.
-  void WaitForAsyncAppends() const ABSL_LOCKS_EXCLUDED(async_mu_);
-
  private:
   PartitionedTopic(std::string name, TopicConfig config,
                    std::vector<std::unique_ptr<Log>> partitions, Clock* clock,
@@ -116,6 +112,8 @@ class PartitionedTopic final : public Topic {
   // of the callback.
   void BeginAsyncAppend() const ABSL_LOCKS_EXCLUDED(async_mu_);
   void EndAsyncAppend() const ABSL_LOCKS_EXCLUDED(async_mu_);
+  // Returns once none is in flight. Not from an append's callback.
+  void WaitForAsyncAppends() const ABSL_LOCKS_EXCLUDED(async_mu_);
 
   // The Log that partition() hands out and Publish appends through: it
   // forwards to the real log, holding fence_mu_ shared around every call

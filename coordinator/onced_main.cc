@@ -44,8 +44,9 @@ ABSL_FLAG(int64_t, max_wait_ms, kDefaults.limits.max_wait_ms,
 ABSL_FLAG(int32_t, io_threads, kDefaults.io_threads, "Network threads.");
 ABSL_FLAG(int32_t, worker_threads, kDefaults.worker_threads,
           "Threads for blocking broker calls (publishes waiting on fsync, acks).");
-ABSL_FLAG(int32_t, append_threads, kDefaults.append_threads,
-          "Threads that make fsync=always publishes durable (how many partitions sync at once).");
+ABSL_FLAG(
+    int32_t, append_threads, kDefaults.append_threads,
+    "Threads that sync the other partitions of a publish to several fsync=always partitions.");
 ABSL_FLAG(int64_t, memory_budget_bytes, kDefaults.memory_budget_bytes,
           "Bytes all memory topics together may hold.");
 ABSL_FLAG(std::string, on_corruption, "refuse",

@@ -58,7 +58,6 @@ Service::~Service() {
   // order. Worker jobs may still use the broker; handlers queued on the
   // io_context hold sessions that use state_.
   if (workers_) workers_->join();
-  if (broker_) broker_->WaitForAsyncAppends();
   listener_.reset();
   signals_.reset();
   maintenance_timer_.reset();
@@ -112,9 +111,6 @@ absl::Status Service::Run() {
   // their fsync, a maintenance pass, the broker's opening) finish, then
   // make everything durable.
   workers_->join();
-  // Publishes answered from the broker's append pool: their callbacks use
-  // the API and the groups.
-  if (broker_) broker_->WaitForAsyncAppends();
   absl::Status flushed = Flush();
   if (!flushed.ok()) SetExitStatus(flushed);
   absl::MutexLock lock(&mu_);

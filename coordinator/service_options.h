@@ -43,9 +43,9 @@ struct ServiceOptions {
   // fsync, an ack's durable write), so that they never stall the network
   // threads. More of them let more publishes share one fsync. 1..256.
   int worker_threads = 8;
-  // Threads running the group commits of fsync=always partitions for
-  // publishes answered when durable (broker::BrokerOptions::append_threads):
-  // how many partitions' fdatasyncs overlap. 1..64.
+  // Threads that sync the other partitions of a publish to several
+  // fsync=always partitions, so that their fdatasyncs overlap
+  // (broker::BrokerOptions::append_threads). 1..64.
   int append_threads = 4;
   int64_t memory_budget_bytes = int64_t{1} << 30;
   broker::CorruptionPolicy on_corruption = broker::CorruptionPolicy::kRefuse;

@@ -18,7 +18,8 @@ fail() { echo "FAIL: $*" >&2; echo "--- onced stderr:" >&2; cat "$DIR/err" >&2 |
 PID=$!
 PORT=""
 for _ in $(seq 1 300); do
-  PORT=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$DIR/out")
+  # The background job may not have created $DIR/out yet.
+  PORT=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$DIR/out" 2>/dev/null || true)
   [ -n "$PORT" ] && break
   sleep 0.05
 done
