@@ -3,11 +3,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <future>
 #include <memory>
 #include <optional>
 #include <string>
-#include <system_error>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -24,9 +22,6 @@
 namespace once::broker {
 
 namespace {
-
-// At most this many threads append one Publish's partitions concurrently.
-constexpr size_t kMaxAppendWorkers = 8;
 
 // Rebuilding the dedup index reads the last window in chunks of this size.
 constexpr ReadLimits kRebuildReadLimits{.max_records = 4096, .max_bytes = 16 << 20};
