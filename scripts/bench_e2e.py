@@ -278,6 +278,7 @@ def run_steady(api, port, rep):
     return {"published": published, "eo_applied": eo["applied"], "eo_p50": eo["p50_ms"],
             "eo_p99": eo["p99_ms"], "eo_p999": eo["p999_ms"], "alo_p50": alo.get("p50_ms", 0),
             "alo_p99": alo.get("p99_ms", 0), "alo_consumed": alo.get("consumed", 0),
+            "phases": eo.get("phases_ms", {}),
             "command": " ".join(shlex.quote(a) for a in load_cmd[1:] if not a.startswith("--url"))}
 
 
@@ -339,6 +340,28 @@ def main():
     print_table(backlog, steady, reference, onced_cmd)
 
 
+# eo-bench-consumer's phases_ms (read its header), in the order they happen.
+PHASES = [("publish_to_prepare", "publish -> PREPARE handled"),
+          ("prepare", "journal the PREPARE (in the group, no fsync)"),
+          ("prepared_to_commit", "-> COMMIT handled (group fsync, vote, COMMIT record, COMMIT)"),
+          ("commit", "apply, until durable (group fsync)")]
+
+
+def print_phases(steady):
+    rows = [(key, label) for key, label in PHASES if all(key in s["phases"] for s in steady)]
+    if not rows:
+        return
+    print()
+    print("Where the exactly-once latency goes, as the consumer sees it (medians over the runs; "
+          "the first per message, the others per transaction):")
+    print()
+    print("| phase | p50 ms | p99 ms |")
+    print("|---|---:|---:|")
+    for key, label in rows:
+        print(f"| {label} | {med(s['phases'][key]['p50'] for s in steady):.2f} | "
+              f"{med(s['phases'][key]['p99'] for s in steady):.2f} |")
+
+
 def print_table(backlog, steady, reference, onced_cmd):
     print()
     print(f"Backlog of {N:,} x {MSG_BYTES} B messages on one disk topic (fsync=always, "
@@ -389,6 +412,7 @@ def print_table(backlog, steady, reference, onced_cmd):
         print(f"| at-least-once, once-load's own group (ack, no store) | "
               f"{med(s['alo_p50'] for s in steady):.2f} | {med(s['alo_p99'] for s in steady):.2f} | - | "
               f"{med(s['alo_consumed'] for s in steady):,.0f} |")
+        print_phases(steady)
     print()
     print(f"- service: `{onced_cmd}` (data dir on the repository's file system)")
     print(f"- consumers: `eo-bench-consumer --mode=MODE [--store=none] --window={WINDOW}` "

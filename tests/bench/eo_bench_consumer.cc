@@ -27,7 +27,19 @@
 //   {"mode", "id", "applied", "start_ns", "first_commit_ns",
 //    "last_commit_ns", "p50_ms", "p99_ms", "p999_ms", "max_ms", "samples",
 //    "commits", "aborts", "votes_no", "acks", "nacks", "session_failures",
-//    "last_error", "cpu_s"}
+//    "last_error", "cpu_s", "phases_ms"}
+// "phases_ms" splits an exactly-once message's latency where the consumer
+// can see it, as {"p50", "p99", "n"} per phase (n: messages for the first,
+// transactions for the others):
+//   "publish_to_prepare"  publish_ns -> its PREPARE reaches Resource::Prepare
+//                         (broker append, delivery, the wait for a window
+//                         slot, the PREPARE's trip, the handler)
+//   "prepare"             Resource::Prepare (in a group: no fsync)
+//   "prepared_to_commit"  Prepare returned -> Commit called (the group's
+//                         fsync, the vote's trip, the COMMIT record's
+//                         durable write, the COMMIT's trip)
+//   "commit"              Commit called -> the effect durable (with group
+//                         commit: EndGroup returned)
 // --store=none (at-least-once only) counts and times each message at the
 // point its effect would be applied and applies nothing: the rate of Once's
 // at-least-once delivery itself (deliver, ack), without a consumer's store.
@@ -123,28 +135,36 @@ class TimedResource final : public once::Resource {
   }
 
   absl::Status Prepare(const once::PreparedTxn& txn) override {
+    const int64_t called = NowNanos();
     absl::Status s = inner_->Prepare(txn);
     if (!s.ok()) return s;
-    std::vector<int64_t> times;
-    for (const once::StagedMessage& m : txn.messages) CollectPublishTimes(m.effects, &times);
+    const int64_t returned = NowNanos();
+    Prepared p;
+    for (const once::StagedMessage& m : txn.messages) CollectPublishTimes(m.effects, &p.times);
+    p.returned_ns = returned;
     absl::MutexLock lock(&mu_);
-    prepared_[txn.txn] = std::move(times);
+    for (int64_t t : p.times) phases_[kPublishToPrepare].push_back(called - t);
+    phases_[kPrepare].push_back(returned - called);
+    prepared_[txn.txn] = std::move(p);
     return s;
   }
 
   absl::StatusOr<once::CommitResult> Commit(const std::string& txn) override {
+    const int64_t called = NowNanos();
     absl::StatusOr<once::CommitResult> r = inner_->Commit(txn);
     const int64_t now = NowNanos();
     absl::MutexLock lock(&mu_);
     auto it = prepared_.find(txn);
     if (r.ok() && !r->already_committed && it != prepared_.end()) {
+      phases_[kPreparedToCommit].push_back(called - it->second.returned_ns);
       // Messages skipped at commit (already committed) applied nothing:
       // count what was applied, time the staged ones. In a group the
       // effect is committed only when the group is: timed at EndGroup.
       if (in_group_) {
-        grouped_.emplace_back(std::move(it->second), r->applied);
+        grouped_.push_back({std::move(it->second.times), r->applied, called});
       } else {
-        Record(now, it->second, r->applied);
+        phases_[kCommit].push_back(now - called);
+        Record(now, it->second.times, r->applied);
       }
     }
     if (it != prepared_.end()) prepared_.erase(it);
@@ -163,7 +183,10 @@ class TimedResource final : public once::Resource {
     const int64_t now = NowNanos();
     absl::MutexLock lock(&mu_);
     if (s.ok()) {
-      for (const auto& [times, applied] : grouped_) Record(now, times, applied);
+      for (const Grouped& g : grouped_) {
+        phases_[kCommit].push_back(now - g.commit_called_ns);
+        Record(now, g.times, g.applied);
+      }
     }
     grouped_.clear();
     in_group_ = false;
@@ -210,19 +233,45 @@ class TimedResource final : public once::Resource {
     (*out)["first_commit_ns"] = first_commit_ns_;
     (*out)["last_commit_ns"] = last_commit_ns_;
     std::sort(latencies_.begin(), latencies_.end());
-    auto pct = [&](double p) {
-      if (latencies_.empty()) return 0.0;
-      size_t i = static_cast<size_t>(p * static_cast<double>(latencies_.size() - 1) + 0.5);
-      return static_cast<double>(latencies_[std::min(i, latencies_.size() - 1)]) / 1e6;
-    };
+    auto pct = [&](double p) { return Percentile(latencies_, p); };
     (*out)["p50_ms"] = pct(0.50);
     (*out)["p99_ms"] = pct(0.99);
     (*out)["p999_ms"] = pct(0.999);
     (*out)["max_ms"] = latencies_.empty() ? 0.0 : static_cast<double>(latencies_.back()) / 1e6;
     (*out)["samples"] = static_cast<int64_t>(latencies_.size());
+    boost::json::object phases;
+    for (int i = 0; i < kPhases; ++i) {
+      std::vector<int64_t>& v = phases_[i];
+      if (v.empty()) continue;
+      std::sort(v.begin(), v.end());
+      phases[kPhaseNames[i]] = {{"p50", Percentile(v, 0.50)},
+                                {"p99", Percentile(v, 0.99)},
+                                {"n", static_cast<int64_t>(v.size())}};
+    }
+    (*out)["phases_ms"] = std::move(phases);
   }
 
  private:
+  enum Phase { kPublishToPrepare, kPrepare, kPreparedToCommit, kCommit, kPhases };
+  static constexpr const char* kPhaseNames[kPhases] = {"publish_to_prepare", "prepare",
+                                                       "prepared_to_commit", "commit"};
+  struct Prepared {
+    std::vector<int64_t> times;  // the messages' publish times
+    int64_t returned_ns = 0;     // when Prepare returned
+  };
+  struct Grouped {
+    std::vector<int64_t> times;
+    int applied = 0;
+    int64_t commit_called_ns = 0;
+  };
+
+  // The p-th percentile of sorted nanoseconds, in ms (0 when empty).
+  static double Percentile(const std::vector<int64_t>& sorted, double p) {
+    if (sorted.empty()) return 0.0;
+    size_t i = static_cast<size_t>(p * static_cast<double>(sorted.size() - 1) + 0.5);
+    return static_cast<double>(sorted[std::min(i, sorted.size() - 1)]) / 1e6;
+  }
+
   void RecordEffects(const std::vector<once::Effect>& effects) {
     const int64_t now = NowNanos();
     std::vector<int64_t> times;
@@ -243,11 +292,12 @@ class TimedResource final : public once::Resource {
   once::SqliteResource* const inner_;
   const bool apply_streamed_;
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<std::string, std::vector<int64_t>> prepared_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Prepared> prepared_ ABSL_GUARDED_BY(mu_);
   // Inside a group: the commits to time once the group is durable.
   bool in_group_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::pair<std::vector<int64_t>, int>> grouped_ ABSL_GUARDED_BY(mu_);
+  std::vector<Grouped> grouped_ ABSL_GUARDED_BY(mu_);
   std::vector<int64_t> latencies_ ABSL_GUARDED_BY(mu_);
+  std::vector<int64_t> phases_[kPhases] ABSL_GUARDED_BY(mu_);
   int64_t applied_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t first_commit_ns_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t last_commit_ns_ ABSL_GUARDED_BY(mu_) = 0;

@@ -7,7 +7,7 @@ tests/bench/eo_bench_consumer.cc), against a real onced on 127.0.0.1:
 1. bad flags: eo-bench-consumer exits 2 naming the flag;
 2. a payload without a timestamp: the consumer votes NO and applies nothing;
 3. 500 messages through an exactly-once group: 500 rows, 500 distinct ids,
-   the JSON result counts 500 and has latencies;
+   the JSON result counts 500 and has latencies, split into phases;
 4. scripts/bench-e2e at a tiny size prints its table without problems.
 Exit status 0 when every check holds. Every wait is bounded.
 """
@@ -96,6 +96,12 @@ def main():
               f"500 applied, {rows} rows, {distinct} distinct")
         check(res["samples"] == 500 and 0 < res["p50_ms"] <= res["p99_ms"] <= res["max_ms"],
               f"latencies p50 {res['p50_ms']:.2f} <= p99 {res['p99_ms']:.2f} ms")
+        phases = res.get("phases_ms", {})
+        check(sorted(phases) == sorted(key for key, _ in b.PHASES)
+              and phases["publish_to_prepare"]["n"] == 500
+              and all(0 < p["n"] <= 500 and 0 <= p["p50"] <= p["p99"] for p in phases.values())
+              and phases["publish_to_prepare"]["p50"] <= res["p50_ms"],
+              f"phases {json.dumps(phases)}")
         with sqlite3.connect(db) as c:
             stamps = c.execute("SELECT count(*) FROM eo_bench WHERE publish_ns <= 0").fetchone()[0]
         check(stamps == 0, "every row carries its publish time")
@@ -111,6 +117,8 @@ def main():
     check(r.returncode == 0 and len(table) == 2, f"bench-e2e table ({r.stderr.strip()[-300:]})")
     check(all(line.rstrip().endswith("| 1 |") for line in table),
           "exactly-once rows complete, no duplicates or failures")
+    check(any(line.startswith("| publish -> PREPARE handled |") for line in r.stdout.splitlines()),
+          "bench-e2e prints where the steady latency goes")
 
 
 if __name__ == "__main__":
