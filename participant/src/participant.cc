@@ -1,5 +1,9 @@
-// The Participant: one thread running an io_context, one WsClient and one
-// Session at a time, and the reconnect loop around them.
+// The Participant: the SDK's thread running an io_context (the Session,
+// the handler, the resource, the timers and the reconnect loop), one
+// WsClient and one Session at a time. With read_ahead the WsClient runs on
+// a network thread of its own, which reads and decodes the next frames and
+// writes the answers while the SDK's thread applies; its callbacks and the
+// SDK's sends cross between the two io_contexts by post, in order.
 #include "once/participant.h"
 
 #include <algorithm>
@@ -9,6 +13,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "boost/asio/executor_work_guard.hpp"
 #include "boost/asio/io_context.hpp"
@@ -18,6 +23,7 @@
 #include "participant/src/session.h"
 #include "participant/src/ws_client.h"
 #include "schema/status_macros.h"
+#include "schema/txn_protocol.h"
 #include "spdlog/spdlog.h"
 
 namespace once {
@@ -35,6 +41,7 @@ class Participant::Impl {
         owned_(std::move(owned)),
         resource_(resource != nullptr ? resource : owned_.get()),
         handler_(std::move(handler)),
+        read_ahead_(options_.read_ahead),
         reconnect_timer_(ioc_),
         tick_timer_(ioc_),
         backoff_ms_(options_.backoff_min_ms),
@@ -51,6 +58,10 @@ class Participant::Impl {
       Connect();
       ArmTick();
     });
+    if (read_ahead_) {
+      net_work_.emplace(net::make_work_guard(net_ioc_));
+      net_thread_ = std::thread([this] { net_ioc_.run(); });
+    }
     thread_ = std::thread([this] { ioc_.run(); });
     return absl::OkStatus();
   }
@@ -69,12 +80,18 @@ class Participant::Impl {
       // close frame once durable (what is lost is redelivered or re-driven,
       // as after a crash). A failed flush closes with its error.
       if (session_ && client_) Check(session_->Flush());
-      if (client_) client_->Close(absl::OkStatus());
+      if (client_) CloseClient(absl::OkStatus());
       work_.reset();
     });
     // A close handshake is bounded (1 s in WsClient); the io_context then
     // runs out of work and the thread ends.
     thread_.join();
+    if (read_ahead_) {
+      // The last frames and the close are queued on the network thread by
+      // now; the client's callbacks it posts to ioc_ from here never run.
+      net::post(net_ioc_, [this] { net_work_.reset(); });
+      net_thread_.join();
+    }
   }
 
   ParticipantStats stats() const { return stats_.Get(); }
@@ -91,39 +108,87 @@ class Participant::Impl {
     env.stats = &stats_;
     env.group_commit = options_.group_commit;
     env.send = [this, id](std::string frame) {
-      if (id == connection_id_ && client_) client_->Send(std::move(frame));
+      if (id != connection_id_ || !client_) return;
+      OnNetwork([client = client_, frame = std::move(frame)]() mutable {
+        client->Send(std::move(frame));
+      });
     };
     session_ = participant::MakeSession(std::move(env));
     opened_at_ = std::chrono::steady_clock::now();
+    // The client calls these on its io_context's thread.
     WsClient::Callbacks callbacks;
     callbacks.on_open = [this, id] {
-      if (id != connection_id_) return;
-      Check(session_->Start());
+      OnSdk([this, id] {
+        if (id != connection_id_ || !session_) return;
+        Check(session_->Start());
+      });
     };
     callbacks.on_frame = [this, id](std::string data, bool text) {
-      if (id != connection_id_ || stopping_) return;
-      const bool was_open = session_->open();
-      Check(session_->OnFrame(data, text));
-      ++frames_;
-      if (!was_open && session_->open()) backoff_ms_ = options_.backoff_min_ms;
-      if (session_->pending()) ScheduleFlush(id);
+      if (read_ahead_ && text && participant::TakesDecodedFrames(options_.mode)) {
+        // Decoded here, on the network thread.
+        net::post(ioc_, [this, id, frame = protocol::Decode(data)]() mutable {
+          OnFrame(id, [&](Session& s) { return s.OnDecoded(std::move(frame)); });
+        });
+        return;
+      }
+      OnSdk([this, id, data = std::move(data), text] {
+        OnFrame(id, [&](Session& s) { return s.OnFrame(data, text); });
+      });
     };
     callbacks.on_closed = [this, id](absl::Status why) {
-      if (id != connection_id_) return;
-      OnClosed(std::move(why));
+      OnSdk([this, id, why = std::move(why)]() mutable {
+        if (id != connection_id_) return;
+        OnClosed(std::move(why));
+      });
     };
-    client_ = std::make_shared<WsClient>(ioc_, url_, options_.max_frame_bytes,
-                                         std::chrono::milliseconds(options_.connect_timeout_ms),
-                                         std::move(callbacks));
-    client_->Start();
+    client_ = std::make_shared<WsClient>(
+        read_ahead_ ? net_ioc_ : ioc_, url_, options_.max_frame_bytes,
+        std::chrono::milliseconds(options_.connect_timeout_ms), std::move(callbacks));
+    OnNetwork([client = client_] { client->Start(); });
+  }
+
+  // One frame of connection `id`, handed to the session by `feed`.
+  void OnFrame(uint64_t id, absl::FunctionRef<absl::Status(Session&)> feed) {
+    if (id != connection_id_ || stopping_ || !session_) return;
+    const bool was_open = session_->open();
+    Check(feed(*session_));
+    ++frames_;
+    if (!was_open && session_->open()) backoff_ms_ = options_.backoff_min_ms;
+    if (session_->pending()) ScheduleFlush(id);
+  }
+
+  // Runs `work` on the SDK's thread: at once without read_ahead (the
+  // client's callbacks run there already), else queued there in order.
+  template <typename Work>
+  void OnSdk(Work work) {
+    if (read_ahead_) {
+      net::post(ioc_, std::move(work));
+    } else {
+      work();
+    }
+  }
+  // Runs `work`, a call on the client, on the client's thread.
+  template <typename Work>
+  void OnNetwork(Work work) {
+    if (read_ahead_) {
+      net::post(net_ioc_, std::move(work));
+    } else {
+      work();
+    }
+  }
+
+  void CloseClient(absl::Status why) {
+    OnNetwork(
+        [client = client_, why = std::move(why)]() mutable { client->Close(std::move(why)); });
   }
 
   // Flushes the session's held-back acks once the frames that had already
   // arrived are handled: the end of a burst. A WebSocket read whose frame
   // is already buffered completes through the io_context's queue, and it
-  // is queued only after this frame's handler returns; so the flush goes
-  // round the queue, and round again while frames keep coming, and runs
-  // after a round that brought none (then the next read waits on the
+  // is queued only after this frame's handler returns (with read_ahead:
+  // the network thread queues each frame it read on ioc_); so the flush
+  // goes round the queue, and round again while frames keep coming, and
+  // runs after a round that brought none (then the next read waits on the
   // socket). `seen` is the frame count at the previous round; the first
   // round always goes on.
   void ScheduleFlush(uint64_t id) {
@@ -144,7 +209,7 @@ class Participant::Impl {
   void Check(const absl::Status& status) {
     if (status.ok() || !client_) return;
     if (!failure_.has_value()) failure_ = status;
-    client_->Close(status);
+    CloseClient(status);
   }
 
   void OnClosed(absl::Status why) {
@@ -214,6 +279,12 @@ class Participant::Impl {
   net::io_context ioc_;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
   std::thread thread_;
+  // read_ahead: the network thread's io_context, which runs the client
+  // (destroyed before ioc_, whose queue its callbacks post to).
+  const bool read_ahead_;
+  net::io_context net_ioc_;
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> net_work_;
+  std::thread net_thread_;
 
   // The SDK thread's state.
   net::steady_timer reconnect_timer_;

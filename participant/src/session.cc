@@ -13,6 +13,12 @@ std::unique_ptr<Session> MakeSession(SessionEnv env) {
   return std::make_unique<StreamSession>(std::move(env));
 }
 
+bool TakesDecodedFrames(Mode mode) { return mode == Mode::kExactlyOnce; }
+
+absl::Status Session::OnDecoded(absl::StatusOr<protocol::Frame>) {
+  return absl::InternalError("this session takes its frames as text (OnFrame), not decoded");
+}
+
 absl::Status RunHandler(const Handler& handler, const Message& message, Staging& staging) {
   // The handler is the consumer's code: an exception must not escape into
   // the SDK's event loop (it would end the process).

@@ -15,10 +15,12 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "once/participant.h"
 #include "once/resource.h"
+#include "schema/txn_protocol.h"
 
 namespace once::participant {
 
@@ -68,6 +70,12 @@ class Session {
   // One frame from the peer. An error ends the session: the owner closes
   // the connection (nothing was applied for the offending frame).
   virtual absl::Status OnFrame(absl::string_view data, bool text) = 0;
+  // A text frame that was decoded (protocol::Decode) before it reached the
+  // session's thread: the Participant decodes exactly-once frames on its
+  // network thread, so that the thread applying one frame is not also the
+  // one parsing the next. Same as OnFrame(that text, true). Only for the
+  // modes TakesDecodedFrames names; the others refuse it.
+  virtual absl::Status OnDecoded(absl::StatusOr<protocol::Frame> frame);
   // Periodic work (exactly-once: re-ask in-doubt transactions).
   virtual absl::Status OnTimer() = 0;
   // Sends what the session holds back to batch it (streaming: acks;
@@ -85,6 +93,8 @@ class Session {
 
 // The session for options.mode.
 std::unique_ptr<Session> MakeSession(SessionEnv env);
+// Whether the session for `mode` takes its text frames decoded (OnDecoded).
+bool TakesDecodedFrames(Mode mode);
 
 // Runs the handler, turning an exception into an error naming it.
 absl::Status RunHandler(const Handler& handler, const Message& message, Staging& staging);

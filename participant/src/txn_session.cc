@@ -114,8 +114,11 @@ absl::Status TxnSession::Flush() {
 absl::Status TxnSession::OnFrame(absl::string_view data, bool text) {
   if (!failed_.ok()) return failed_;
   if (!text) return Fail(Violation(absl::StrCat("binary frame of ", data.size(), " bytes")));
-  absl::StatusOr<protocol::Frame> frame =
-      protocol::Decode(std::string_view(data.data(), data.size()));
+  return OnDecoded(protocol::Decode(std::string_view(data.data(), data.size())));
+}
+
+absl::Status TxnSession::OnDecoded(absl::StatusOr<protocol::Frame> frame) {
+  if (!failed_.ok()) return failed_;
   if (!frame.ok()) return Fail(Violation(frame.status().message()));
   if (state_ == State::kIdle) return Fail(Violation("frame before hello was sent"));
   return Fail(Dispatch(*frame));

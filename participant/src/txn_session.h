@@ -49,6 +49,7 @@ class TxnSession final : public Session {
 
   absl::Status Start() override;
   absl::Status OnFrame(absl::string_view data, bool text) override;
+  absl::Status OnDecoded(absl::StatusOr<protocol::Frame> frame) override;
   absl::Status OnTimer() override;
   absl::Status Flush() override;
   bool pending() const override { return group_open_; }

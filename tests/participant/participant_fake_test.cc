@@ -71,7 +71,7 @@ std::string Abort(const std::string& txn, uint64_t generation) {
   return participant::frames::Abort(txn, kEpoch, generation);
 }
 
-class ParticipantFakeTest : public ::testing::Test {
+class ParticipantFakeTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     dir_ = testing::FreshTestDir("once_participant_fake");
@@ -96,6 +96,7 @@ class ParticipantFakeTest : public ::testing::Test {
     o.backoff_max_ms = 40;
     o.reask_interval_ms = 60'000;  // tests that want re-asks lower it
     o.connect_timeout_ms = 5'000;
+    o.read_ahead = GetParam();
     return o;
   }
 
@@ -138,7 +139,7 @@ class ParticipantFakeTest : public ::testing::Test {
   std::unique_ptr<Participant> participant_;
 };
 
-TEST_F(ParticipantFakeTest, CommitPathAppliesOnceAndSendsDone) {
+TEST_P(ParticipantFakeTest, CommitPathAppliesOnceAndSendsDone) {
   StartParticipant(Options());
   json::object hello = ExpectHello(1);
   EXPECT_TRUE(hello.at("in_doubt").as_array().empty());
@@ -157,7 +158,7 @@ TEST_F(ParticipantFakeTest, CommitPathAppliesOnceAndSendsDone) {
   EXPECT_EQ(s.session_failures, 0u);
 }
 
-TEST_F(ParticipantFakeTest, FramesGoOutWithoutWaitingForTheServersAck) {
+TEST_P(ParticipantFakeTest, FramesGoOutWithoutWaitingForTheServersAck) {
   // A vote and a DONE often leave back to back; with Nagle's algorithm the
   // second would wait for the ACK of the first, which a server may delay
   // by up to 40 ms.
@@ -166,7 +167,7 @@ TEST_F(ParticipantFakeTest, FramesGoOutWithoutWaitingForTheServersAck) {
   EXPECT_THAT(NoDelayOfSocketsConnectedTo(fake_.port()), ElementsAre(1));
 }
 
-TEST_F(ParticipantFakeTest, AbortPathDiscardsTheStagedEffects) {
+TEST_P(ParticipantFakeTest, AbortPathDiscardsTheStagedEffects) {
   StartParticipant(Options());
   ExpectHello(1);
   fake_.SendText(1, Welcome(1));
@@ -183,7 +184,7 @@ TEST_F(ParticipantFakeTest, AbortPathDiscardsTheStagedEffects) {
   EXPECT_EQ(participant_->stats().aborts, 1u);
 }
 
-TEST_F(ParticipantFakeTest, HandlerFailureAndExceptionVoteNo) {
+TEST_P(ParticipantFakeTest, HandlerFailureAndExceptionVoteNo) {
   StartParticipant(Options());
   ExpectHello(1);
   fake_.SendText(1, Welcome(1));
@@ -200,7 +201,7 @@ TEST_F(ParticipantFakeTest, HandlerFailureAndExceptionVoteNo) {
   EXPECT_EQ(participant_->stats().session_failures, 0u);
 }
 
-TEST_F(ParticipantFakeTest, DuplicateCommitAppliesOnceAndResendsDone) {
+TEST_P(ParticipantFakeTest, DuplicateCommitAppliesOnceAndResendsDone) {
   StartParticipant(Options());
   ExpectHello(1);
   fake_.SendText(1, Welcome(1));
@@ -214,7 +215,7 @@ TEST_F(ParticipantFakeTest, DuplicateCommitAppliesOnceAndResendsDone) {
   EXPECT_EQ(participant_->stats().duplicate_commits, 1u);
 }
 
-TEST_F(ParticipantFakeTest, PrepareOfAnAlreadyCommittedIdVotesYesWithNothingStaged) {
+TEST_P(ParticipantFakeTest, PrepareOfAnAlreadyCommittedIdVotesYesWithNothingStaged) {
   StartParticipant(Options());
   ExpectHello(1);
   fake_.SendText(1, Welcome(1));
@@ -238,7 +239,7 @@ TEST_F(ParticipantFakeTest, PrepareOfAnAlreadyCommittedIdVotesYesWithNothingStag
   EXPECT_EQ(participant_->stats().messages_skipped, 1u);
 }
 
-TEST_F(ParticipantFakeTest, InDoubtTxnsAreResolvedByWelcomeAfterARestart) {
+TEST_P(ParticipantFakeTest, InDoubtTxnsAreResolvedByWelcomeAfterARestart) {
   StartParticipant(Options());
   ExpectHello(1);
   fake_.SendText(1, Welcome(1));
@@ -268,7 +269,7 @@ TEST_F(ParticipantFakeTest, InDoubtTxnsAreResolvedByWelcomeAfterARestart) {
   EXPECT_THAT(*resource_->Recover(), IsEmpty());
 }
 
-TEST_F(ParticipantFakeTest, InDoubtTxnIsReaskedOnATimer) {
+TEST_P(ParticipantFakeTest, InDoubtTxnIsReaskedOnATimer) {
   ParticipantOptions o = Options();
   o.reask_interval_ms = 20;
   StartParticipant(o);
@@ -283,7 +284,7 @@ TEST_F(ParticipantFakeTest, InDoubtTxnIsReaskedOnATimer) {
   EXPECT_THAT(Balances(), ElementsAre(Pair("alice", 10)));
 }
 
-TEST_F(ParticipantFakeTest, NoWelcomeInTimeEndsTheAttempt) {
+TEST_P(ParticipantFakeTest, NoWelcomeInTimeEndsTheAttempt) {
   ParticipantOptions o = Options();
   o.connect_timeout_ms = 50;
   StartParticipant(o);
@@ -293,7 +294,7 @@ TEST_F(ParticipantFakeTest, NoWelcomeInTimeEndsTheAttempt) {
   EXPECT_THAT(participant_->stats().last_error, ::testing::HasSubstr("no welcome"));
 }
 
-TEST_F(ParticipantFakeTest, OversizedFrameEndsTheSessionWithoutApplyingIt) {
+TEST_P(ParticipantFakeTest, OversizedFrameEndsTheSessionWithoutApplyingIt) {
   ParticipantOptions o = Options();
   o.max_frame_bytes = 1024;
   StartParticipant(o);
@@ -307,7 +308,7 @@ TEST_F(ParticipantFakeTest, OversizedFrameEndsTheSessionWithoutApplyingIt) {
   EXPECT_THAT(Balances(), IsEmpty());
 }
 
-TEST_F(ParticipantFakeTest, ReconnectsAfterTheServerDrops) {
+TEST_P(ParticipantFakeTest, ReconnectsAfterTheServerDrops) {
   StartParticipant(Options());
   ExpectHello(1);
   fake_.SendText(1, Welcome(1));
@@ -323,4 +324,11 @@ TEST_F(ParticipantFakeTest, ReconnectsAfterTheServerDrops) {
 }
 
 }  // namespace
+// Each test runs with the WebSocket client on the SDK's thread and on a
+// network thread of its own (ParticipantOptions::read_ahead).
+INSTANTIATE_TEST_SUITE_P(Threads, ParticipantFakeTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return std::string(info.param ? "ReadAhead" : "OneThread");
+                         });
+
 }  // namespace once

@@ -48,7 +48,7 @@ std::string Commit(const std::string& txn, uint64_t generation) {
   return participant::frames::Commit(txn, kEpoch, generation);
 }
 
-class ParticipantGroupTest : public ::testing::Test {
+class ParticipantGroupTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     dir_ = testing::FreshTestDir("once_participant_group");
@@ -74,6 +74,7 @@ class ParticipantGroupTest : public ::testing::Test {
     o.backoff_max_ms = 40;
     o.reask_interval_ms = 60'000;
     o.group_commit = group_commit;
+    o.read_ahead = GetParam();
     return o;
   }
 
@@ -111,7 +112,7 @@ class ParticipantGroupTest : public ::testing::Test {
   std::unique_ptr<Participant> participant_;
 };
 
-TEST_F(ParticipantGroupTest, BurstIsAnsweredOnlyOnceDurable) {
+TEST_P(ParticipantGroupTest, BurstIsAnsweredOnlyOnceDurable) {
   Start(/*group_commit=*/true);
   ASSERT_TRUE(fake_.ReceiveType(1, "hello").ok());
   fake_.SendText(1, Welcome(1));
@@ -135,7 +136,7 @@ TEST_F(ParticipantGroupTest, BurstIsAnsweredOnlyOnceDurable) {
   EXPECT_EQ(s.session_failures, 0u);
 }
 
-TEST_F(ParticipantGroupTest, GroupCommitOffStillCommitsExactlyOnce) {
+TEST_P(ParticipantGroupTest, GroupCommitOffStillCommitsExactlyOnce) {
   Start(/*group_commit=*/false);
   ASSERT_TRUE(fake_.ReceiveType(1, "hello").ok());
   fake_.SendText(1, Welcome(1));
@@ -150,7 +151,7 @@ TEST_F(ParticipantGroupTest, GroupCommitOffStillCommitsExactlyOnce) {
   EXPECT_EQ(participant_->stats().duplicate_commits, 1u);
 }
 
-TEST_F(ParticipantGroupTest, FailedGroupCommitEndsTheSessionWithoutItsVote) {
+TEST_P(ParticipantGroupTest, FailedGroupCommitEndsTheSessionWithoutItsVote) {
   testing::FailingEndResource failing(resource_.get());
   failing.fail_end = true;
   Start(/*group_commit=*/true, &failing);
@@ -176,4 +177,11 @@ TEST_F(ParticipantGroupTest, FailedGroupCommitEndsTheSessionWithoutItsVote) {
 }
 
 }  // namespace
+// Each test runs with the WebSocket client on the SDK's thread and on a
+// network thread of its own (ParticipantOptions::read_ahead).
+INSTANTIATE_TEST_SUITE_P(Threads, ParticipantGroupTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return std::string(info.param ? "ReadAhead" : "OneThread");
+                         });
+
 }  // namespace once

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <filesystem>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -87,10 +88,10 @@ std::vector<Case> Cases() {
   };
 }
 
-class ParticipantViolationTest : public ::testing::TestWithParam<Case> {
+class ParticipantViolationTest : public ::testing::TestWithParam<std::tuple<Case, bool>> {
  protected:
   void SetUp() override {
-    dir_ = testing::FreshTestDir("once_participant_violation", GetParam().name);
+    dir_ = testing::FreshTestDir("once_participant_violation", std::get<0>(GetParam()).name);
     ONCE_ASSERT_OK_AND_ASSIGN(resource_, testing::OpenLedger((dir_ / "ledger.db").string()));
     // Journal state before the session: 7.1 committed (alice:10), 7.2 in
     // doubt (bob:5).
@@ -126,7 +127,7 @@ class ParticipantViolationTest : public ::testing::TestWithParam<Case> {
 };
 
 TEST_P(ParticipantViolationTest, FailsTheSessionReconnectsAndAppliesNothingTwice) {
-  const Case& c = GetParam();
+  const Case& c = std::get<0>(GetParam());
   ParticipantOptions o;
   o.url = fake_.url();
   o.topic = "payments";
@@ -135,6 +136,7 @@ TEST_P(ParticipantViolationTest, FailsTheSessionReconnectsAndAppliesNothingTwice
   o.backoff_min_ms = 5;
   o.backoff_max_ms = 20;
   o.reask_interval_ms = 60'000;
+  o.read_ahead = std::get<1>(GetParam());
   ONCE_ASSERT_OK_AND_ASSIGN(participant_,
                             Participant::Create(o, resource_.get(), testing::LedgerHandler));
   ONCE_ASSERT_OK(participant_->Start());
@@ -184,9 +186,13 @@ TEST_P(ParticipantViolationTest, FailsTheSessionReconnectsAndAppliesNothingTwice
   EXPECT_FALSE(s.last_error.empty());
 }
 
-INSTANTIATE_TEST_SUITE_P(Frames, ParticipantViolationTest, ::testing::ValuesIn(Cases()),
-                         [](const ::testing::TestParamInfo<Case>& info) {
-                           return std::string(info.param.name);
+// Each case with the WebSocket client on the SDK's thread and on a network
+// thread of its own (ParticipantOptions::read_ahead).
+INSTANTIATE_TEST_SUITE_P(Frames, ParticipantViolationTest,
+                         ::testing::Combine(::testing::ValuesIn(Cases()), ::testing::Bool()),
+                         [](const ::testing::TestParamInfo<std::tuple<Case, bool>>& info) {
+                           return std::string(std::get<0>(info.param).name) +
+                                  (std::get<1>(info.param) ? "_ReadAhead" : "_OneThread");
                          });
 
 }  // namespace

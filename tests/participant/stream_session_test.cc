@@ -47,8 +47,9 @@ class StreamSessionTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  void Start(Mode mode, Handler handler = testing::LedgerHandler) {
+  void Start(Mode mode, Handler handler = testing::LedgerHandler, bool read_ahead = false) {
     ParticipantOptions o;
+    o.read_ahead = read_ahead;
     o.url = fake_.url();
     o.topic = "payments";
     o.group = "ledger";
@@ -121,8 +122,12 @@ TEST_F(StreamSessionTest, IdempotentDuplicateAcrossAReconnectIsSkipped) {
 // A burst of messages through the real SDK loop: every tag is acked
 // exactly once, in order, and every credit given back, however the acks
 // were batched (at most 4 per frame with a window of 8).
-TEST_F(StreamSessionTest, ABurstIsAckedOnceAndCreditedInFull) {
-  Start(Mode::kIdempotent);
+class StreamBurstTest : public StreamSessionTest, public ::testing::WithParamInterface<bool> {};
+
+// With the WebSocket client on the SDK's thread and on a network thread of
+// its own (ParticipantOptions::read_ahead).
+TEST_P(StreamBurstTest, ABurstIsAckedOnceAndCreditedInFull) {
+  Start(Mode::kIdempotent, testing::LedgerHandler, /*read_ahead=*/GetParam());
   Subscribe(1, 3);
   constexpr int kMessages = 8;
   for (int i = 0; i < kMessages; ++i) {
@@ -146,6 +151,11 @@ TEST_F(StreamSessionTest, ABurstIsAckedOnceAndCreditedInFull) {
   EXPECT_EQ(credits, kMessages);
   EXPECT_THAT(*testing::Balances(resource_.get()), ElementsAre(Pair("erin", kMessages)));
 }
+
+INSTANTIATE_TEST_SUITE_P(Threads, StreamBurstTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return std::string(info.param ? "ReadAhead" : "OneThread");
+                         });
 
 TEST_F(StreamSessionTest, HandlerFailureNacksWithRequeue) {
   Start(Mode::kIdempotent);
