@@ -5,7 +5,7 @@ runs tests/bench/eo_bench_consumer.cc per scenario, prints the table.
 Environment (all optional): EO_BUILD, EO_OUT (set by scripts/bench-e2e),
 REPS=3, N=100000, MAX_S=30, RATE=2000, STEADY_S=10 (0: no steady run), PARTITIONS=1,
 TXN_BATCH_MAX=1000, TXN_LINGER_MS (unset: onced's default), WINDOW=16, STEADY_WINDOW=2, REF_S=5 (0: no once-load reference
-run), ONCED_FLAGS="...", MODES, COUNTS, METRICS=1.
+run), ONCED_FLAGS="...", MODES, COUNTS, METRICS=1, READ_AHEAD=1.
 Every wait is bounded; a failed scenario is reported, not hidden.
 """
 import http.client
@@ -32,6 +32,11 @@ WINDOW = int(os.environ.get("WINDOW", "16"))
 # Fewer transactions in flight at a steady rate make bigger batches and a
 # shorter queue at the participant (see the README section).
 STEADY_WINDOW = int(os.environ.get("STEADY_WINDOW", "2"))
+# READ_AHEAD=1: the backlog consumers read and decode the next frames on a
+# thread of their own (ParticipantOptions::read_ahead: more messages a
+# second through a backlog; at the steady rate it costs latency, so the
+# steady consumer never uses it).
+READ_AHEAD = os.environ.get("READ_AHEAD", "1") == "1"
 # onced's default is 100; 1000 amortises the per-transaction fsyncs better.
 TXN_BATCH_MAX = os.environ.get("TXN_BATCH_MAX", "1000")
 TXN_LINGER_MS = os.environ.get("TXN_LINGER_MS", "")
@@ -164,12 +169,13 @@ def distinct_rows(dbs):
     return rows, len(ids)
 
 
-def consumer_cmd(port, topic, group, mode, cid, db, expect=0, window=WINDOW):
+def consumer_cmd(port, topic, group, mode, cid, db, expect=0, window=WINDOW, read_ahead=False):
     guarantee, _, variant = mode.partition("/")
     return [CONSUMER, f"--url=ws://127.0.0.1:{port}/v1/ws", f"--topic={topic}",
             f"--group={group}", f"--id={cid}", f"--db={db}", f"--mode={guarantee}",
             f"--store={'none' if variant == 'no-store' else 'sqlite'}",
-            f"--window={window}", f"--expect={expect}", f"--timeout_s={MAX_S + 60}"]
+            f"--window={window}", f"--expect={expect}", f"--timeout_s={MAX_S + 60}"] + (
+                ["--read_ahead"] if read_ahead else [])
 
 
 def group_acked(api, topic, group):
@@ -202,7 +208,8 @@ def run_backlog(api, port, mode, count, rep, onced_pid):
     create_group(api, TOPIC, group, mode.partition("/")[0])
     dbs = [os.path.join(OUT, f"{group}-c{i}.db") for i in range(count)]
     onced_cpu = cpu_seconds(onced_pid)
-    procs = [subprocess.Popen(consumer_cmd(port, TOPIC, group, mode, f"{group}-c{i}", dbs[i]),
+    procs = [subprocess.Popen(consumer_cmd(port, TOPIC, group, mode, f"{group}-c{i}", dbs[i],
+                                           read_ahead=READ_AHEAD),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(count)]
     deadline = time.monotonic() + MAX_S
@@ -415,7 +422,8 @@ def print_table(backlog, steady, reference, onced_cmd):
         print_phases(steady)
     print()
     print(f"- service: `{onced_cmd}` (data dir on the repository's file system)")
-    print(f"- consumers: `eo-bench-consumer --mode=MODE [--store=none] --window={WINDOW}` "
+    print(f"- consumers: `eo-bench-consumer --mode=MODE [--store=none] --window={WINDOW}"
+          f"{' --read_ahead' if READ_AHEAD else ''}` "
           "(one INSERT per message, SQLite synchronous=FULL; --store=none applies nothing)")
     print("- msg/s = messages whose effect is committed in the consumers' stores / (last commit "
           "- consumers' start); a fresh group per row reads the same backlog")

@@ -6,7 +6,7 @@
 //   eo-bench-consumer --url ws://127.0.0.1:PORT/v1/ws --topic T --group G
 //       --id c1 --db c1.db --mode exactly-once|idempotent|at-least-once
 //       [--window 16] [--expect N] [--timeout_s 600] [--store sqlite|none]
-//       [--ready_file PATH]
+//       [--ready_file PATH] [--read_ahead]
 //
 // Its handler stages ONE statement per message,
 //   INSERT INTO eo_bench (message_id, publish_ns) VALUES (?1, ?2),
@@ -86,6 +86,9 @@ ABSL_FLAG(double, timeout_s, 600, "stop after this long anyway");
 ABSL_FLAG(std::string, ready_file, "",
           "created (empty) once the first session is open (welcome or subscribed received): a "
           "driver that measures latency starts publishing only then");
+ABSL_FLAG(bool, read_ahead, false,
+          "the SDK's network thread reads and decodes the next frames while its thread applies "
+          "(ParticipantOptions::read_ahead)");
 ABSL_FLAG(std::string, store, "sqlite",
           "sqlite: apply each effect durably; none (at-least-once only): apply nothing, count");
 
@@ -346,6 +349,7 @@ int main(int argc, char** argv) {
     return Fail(2, absl::InvalidArgumentError("--expect must be >= 0 and --timeout_s > 0"));
   }
   options.window = static_cast<uint32_t>(window);
+  options.read_ahead = absl::GetFlag(FLAGS_read_ahead);
   const std::string store = absl::GetFlag(FLAGS_store);
   if (store != "sqlite" && store != "none") {
     return Fail(2, absl::InvalidArgumentError(
