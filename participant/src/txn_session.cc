@@ -3,6 +3,7 @@
 #include <utility>
 #include <variant>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "schema/status_macros.h"
 
@@ -201,7 +202,9 @@ absl::Status TxnSession::OnPrepare(const protocol::Prepare& prepare) {
   txn.group = env_.options->group;
   txn.epoch = prepare.epoch;
   txn.generation = prepare.generation;
-  std::set<std::string> in_txn;
+  // Views of prepare.messages' ids, which outlive the loop.
+  absl::flat_hash_set<absl::string_view> in_txn;
+  in_txn.reserve(prepare.messages.size());
   for (const protocol::TxnMessage& m : prepare.messages) {
     StagedMessage staged;
     staged.message_id = m.id;

@@ -239,6 +239,26 @@ TEST_P(ParticipantFakeTest, PrepareOfAnAlreadyCommittedIdVotesYesWithNothingStag
   EXPECT_EQ(participant_->stats().messages_skipped, 1u);
 }
 
+TEST_P(ParticipantFakeTest, AnIdListedTwiceInOnePrepareIsStagedOnce) {
+  StartParticipant(Options());
+  ExpectHello(1);
+  fake_.SendText(1, Welcome(1));
+  fake_.SendText(
+      1, Prepare("7.1", 1, {Payment(0, "carol:3"), Payment(1, "carol:4"), Payment(0, "carol:3")}));
+  EXPECT_EQ(ExpectVote(1, "7.1"), "yes");
+  std::vector<bool> skipped;
+  ONCE_ASSERT_OK(resource_->WithDatabase([&skipped](sqlite::Database* db) -> absl::Status {
+    ONCE_ASSIGN_OR_RETURN(const std::vector<StagedMessage> staged,
+                          participant::LoadStaged(db, "7.1"));
+    for (const StagedMessage& m : staged) skipped.push_back(m.skipped);
+    return absl::OkStatus();
+  }));
+  EXPECT_THAT(skipped, ElementsAre(false, false, true));
+  fake_.SendText(1, Commit("7.1", 1));
+  ExpectDone(1, "7.1");
+  EXPECT_THAT(Balances(), ElementsAre(Pair("carol", 7)));
+}
+
 TEST_P(ParticipantFakeTest, InDoubtTxnsAreResolvedByWelcomeAfterARestart) {
   StartParticipant(Options());
   ExpectHello(1);
