@@ -32,6 +32,9 @@ ABSL_FLAG(std::string, id, "ledger-1", "participant id: keep it across restarts"
 ABSL_FLAG(std::string, db, "ledger.db", "the ledger's SQLite file (also holds the journal)");
 ABSL_FLAG(std::string, mode, "exactly-once", "exactly-once | idempotent | at-least-once");
 ABSL_FLAG(int, window, 16, "transactions (or messages) in flight");
+ABSL_FLAG(bool, read_ahead, false,
+          "read and decode the next frames on a network thread of the SDK's own "
+          "(ParticipantOptions::read_ahead)");
 
 namespace {
 
@@ -86,6 +89,7 @@ int main(int argc, char** argv) {
   options.group = absl::GetFlag(FLAGS_group);
   options.participant_id = absl::GetFlag(FLAGS_id);
   options.window = static_cast<uint32_t>(absl::GetFlag(FLAGS_window));
+  options.read_ahead = absl::GetFlag(FLAGS_read_ahead);
   const std::string mode = absl::GetFlag(FLAGS_mode);
   if (mode == "exactly-once") {
     options.mode = once::Mode::kExactlyOnce;

@@ -11,7 +11,11 @@ payments, and the group's backlog empty.
 
   exactly_once_e2e.py --onced PATH --consumer PATH [--mode exactly-once|idempotent]
                       [--messages 20000] [--consumer-kills 20] [--onced-kills 5]
-                      [--seed N] [--budget-s 300]
+                      [--seed N] [--budget-s 300] [--read-ahead off|on|mixed]
+
+--read-ahead (default mixed): which consumers run with
+ParticipantOptions::read_ahead (the SDK's network thread of its own):
+none, all, or the odd-numbered ones, so that a default run kills both.
 
 Exit status 0 when every check holds; 1 with the failed checks otherwise.
 Every wait is bounded by --budget-s.
@@ -124,6 +128,11 @@ def http(method, url, body=None, timeout=30):
         return e.code, json.loads(e.read() or b"null")
 
 
+def uses_read_ahead(setting, index):
+    """Whether consumer `index` runs with --read_ahead under --read-ahead=setting."""
+    return setting == "on" or (setting == "mixed" and index % 2 == 1)
+
+
 class Consumer:
     """One ledger_consumer. In exactly-once mode each has its own ledger
     (the 2PC coordinator keeps them apart); in idempotent mode the three
@@ -131,8 +140,9 @@ class Consumer:
     deduplicate in (a message redelivered to another consumer after a kill
     is recognised there)."""
 
-    def __init__(self, index, path, workdir, mode, topic, group):
+    def __init__(self, index, path, workdir, mode, topic, group, read_ahead):
         self.index, self.path, self.workdir = index, path, workdir
+        self.read_ahead = read_ahead
         self.mode, self.topic, self.group = mode, topic, group
         name = f"ledger{index}.db" if mode == "exactly-once" else "ledger-shared.db"
         self.db = os.path.join(workdir, name)
@@ -145,7 +155,8 @@ class Consumer:
         self.proc = subprocess.Popen(
             [self.path, "--url", f"ws://127.0.0.1:{port}/v1/ws", "--topic", self.topic,
              "--group", self.group, "--id", f"ledger-{self.index}", "--db", self.db,
-             "--mode", self.mode], stdout=subprocess.DEVNULL, stderr=err)
+             "--mode", self.mode] + (["--read_ahead"] if self.read_ahead else []),
+            stdout=subprocess.DEVNULL, stderr=err)
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
@@ -232,7 +243,8 @@ def run(args):
         payments = [{"id": f"pay-{i}", "account": f"acct-{rng.randrange(ACCOUNTS)}",
                      "amount": rng.randrange(-500, 5000)} for i in range(args.messages)]
         total = sum(p["amount"] for p in payments)
-        consumers = [Consumer(i, args.consumer, workdir, args.mode, topic, group)
+        consumers = [Consumer(i, args.consumer, workdir, args.mode, topic, group,
+                              uses_read_ahead(args.read_ahead, i))
                      for i in range(CONSUMERS)]
         for c in consumers:
             c.start(onced.port)
@@ -356,6 +368,8 @@ def main():
     p.add_argument("--kill-gap-s", type=float, default=1.0,
                    help="most seconds between two kills")
     p.add_argument("--seed", type=int, default=int(time.time()))
+    p.add_argument("--read-ahead", default="mixed", choices=["off", "on", "mixed"],
+                   help="consumers with ParticipantOptions::read_ahead: none, all, or the odd ones")
     p.add_argument("--budget-s", type=float, default=300)
     args = p.parse_args()
     for path in (args.onced, args.consumer):
