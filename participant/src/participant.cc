@@ -157,24 +157,24 @@ class Participant::Impl {
     if (session_->pending()) ScheduleFlush(id);
   }
 
-  // Runs `work` on the SDK's thread: at once without read_ahead (the
-  // client's callbacks run there already), else queued there in order.
+  // Runs `work` on the thread of `where` (ioc_: the SDK's; net_ioc_: the
+  // client's): without read_ahead both are this one, so at once; with it,
+  // queued there in order.
   template <typename Work>
-  void OnSdk(Work work) {
+  void RunOn(net::io_context& where, Work work) {
     if (read_ahead_) {
-      net::post(ioc_, std::move(work));
+      net::post(where, std::move(work));
     } else {
       work();
     }
   }
-  // Runs `work`, a call on the client, on the client's thread.
+  template <typename Work>
+  void OnSdk(Work work) {
+    RunOn(ioc_, std::move(work));
+  }
   template <typename Work>
   void OnNetwork(Work work) {
-    if (read_ahead_) {
-      net::post(net_ioc_, std::move(work));
-    } else {
-      work();
-    }
+    RunOn(net_ioc_, std::move(work));
   }
 
   void CloseClient(absl::Status why) {

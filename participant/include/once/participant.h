@@ -33,8 +33,9 @@
 //
 // Threading: the SDK runs one thread of its own (started by Start, joined
 // by Stop), and a second one for the network with read_ahead; the handler
-// and the resource are called on the first, one message at a time. Start, Stop and stats() are
-// thread-safe; the handler must not call Stop (it would wait for itself).
+// and the resource are called on the first, one message at a time. Start,
+// Stop and stats() are thread-safe; the handler must not call Stop (it
+// would wait for itself).
 #ifndef ONCE_PARTICIPANT_INCLUDE_ONCE_PARTICIPANT_H_
 #define ONCE_PARTICIPANT_INCLUDE_ONCE_PARTICIPANT_H_
 
@@ -96,7 +97,7 @@ struct ParticipantOptions {
   // the next frames and writes the answers while the SDK's thread applies
   // the current one. For a consumer working through a backlog: an
   // exactly-once consumer applying one INSERT per message, in batches of
-  // 1,000, committed ~10% more messages a second with it (README,
+  // 1,000, committed 4-10% more messages a second with it (README,
   // Benchmarks). Off by default: each frame then crosses two threads, and
   // at a low rate, where every hand-off wakes a sleeping thread, that made
   // an exactly-once message ~0.4 ms slower (p50 at 2,000 msg/s).
