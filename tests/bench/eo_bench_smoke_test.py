@@ -49,6 +49,10 @@ def main():
     for flags, word in bad_flags:
         r = subprocess.run([b.CONSUMER] + flags, capture_output=True, text=True, timeout=30)
         check(r.returncode == 2 and word in r.stderr, f"{flags} -> exit 2 naming {word}")
+    # A value the flag parser itself refuses (Abseil exits 1).
+    r = subprocess.run([b.CONSUMER, "--read_ahead=maybe", "--topic=t", "--group=g", "--db=x.db"],
+                       capture_output=True, text=True, timeout=30)
+    check(r.returncode == 1 and "read_ahead" in r.stderr, "--read_ahead=maybe -> exit 1 naming it")
 
     onced, port, _ = b.start_onced()
     try:
