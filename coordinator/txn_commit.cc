@@ -99,7 +99,7 @@ void TxnCoordinator::OnCommitWritten(const std::string& txn_id, absl::Status sta
       t.commit_retry_at_ms = 0;
       if (metrics_ != nullptr) {
         metrics_->CountCommitted();
-        metrics_->ObserveCommit(static_cast<double>(clock_->NowMs() - t.voted_ms) / 1000.0);
+        metrics_->ObserveCommit(SecondsSince(t.voted));
       }
       t.backoff_ms = options_.commit_retry_initial_ms;
       SendCommitLocked(t, &after);

@@ -427,13 +427,12 @@ void TxnCoordinator::OnVote(ParticipantChannel* channel, const protocol::Vote& v
           break;  // the decision is being written; its frame follows
         case TxnState::kPreparing:
           if (metrics_ != nullptr) {
-            metrics_->ObservePrepare(static_cast<double>(clock_->NowMs() - t.record.created_ms) /
-                                     1000.0);
+            metrics_->ObservePrepare(SecondsSince(t.prepare_sent));
           }
           if (vote.yes) {
             if (!Apply(t, TxnEvent::kVoteYes)) return;
             t.committing = true;
-            t.voted_ms = clock_->NowMs();
+            t.voted = std::chrono::steady_clock::now();
             commit = true;
           } else {
             Abort(t, TxnEvent::kVoteNo, "vote_no",

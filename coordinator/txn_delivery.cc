@@ -306,6 +306,7 @@ bool TxnCoordinator::DeliverOne(const std::shared_ptr<GroupLoop>& loop, const Pa
       t.handles = std::move(handles);
       t.prepared_generation = generation;
       t.vote_deadline_ms = now + options_.vote_timeout_ms;
+      t.prepare_sent = std::chrono::steady_clock::now();
       protocol::Prepare p;
       p.txn = t.record.txn;
       p.epoch = epoch_;

@@ -18,6 +18,7 @@
 #ifndef ONCE_COORDINATOR_TXN_METRICS_H_
 #define ONCE_COORDINATOR_TXN_METRICS_H_
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include "absl/strings/string_view.h"
@@ -42,6 +43,12 @@ struct TxnStoreCounters {
   uint64_t commits = 0;
   uint64_t decisions = 0;
 };
+
+// Seconds from `start` to now on the monotonic clock: what the histograms
+// observe (sub-millisecond waits are most of them).
+inline double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 
 class TxnMetrics {
  public:

@@ -5,8 +5,11 @@
 #include "coordinator/txn_coordinator.h"
 
 #include <optional>
+#include <string>
 
 #include "absl/status/status.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "coordinator/txn_metrics.h"
 #include "coordinator/txn_state.h"
 #include "coordinator/txn_store.h"
@@ -51,6 +54,32 @@ TEST_F(TxnCoordinatorTest, CommitPathDeletesTheBatch) {
   EXPECT_EQ(Acked(), 3);
   EXPECT_EQ(group_->Describe().lag, 0);
   EXPECT_EQ(ch->Count<protocol::Prepare>(), 1);
+}
+
+// The histograms time on the monotonic clock, not on the (frozen, fake)
+// record clock, and at sub-millisecond resolution: a vote 2 ms after the
+// PREPARE is observed as 2 ms or more, in no bucket below it.
+TEST_F(TxnCoordinatorTest, PrepareAndCommitLatenciesAreTimedOnTheMonotonicClock) {
+  Publish(1);
+  auto ch = NewChannel();
+  protocol::Welcome w = Hello(ch);
+  std::optional<protocol::Prepare> p = ch->Next<protocol::Prepare>(&ch->cursor);
+  ASSERT_TRUE(p.has_value());
+  absl::SleepFor(absl::Milliseconds(2));
+  Vote(ch, w, p->txn, true);
+  ASSERT_TRUE(ch->Next<protocol::Commit>(&ch->cursor).has_value());
+  std::string out;
+  metrics_.Render(TxnGauges{}, TxnStoreCounters{}, &out);
+  EXPECT_THAT(out, ::testing::HasSubstr("once_txn_prepare_seconds_count 1\n"));
+  EXPECT_THAT(out, ::testing::HasSubstr("once_txn_prepare_seconds_bucket{le=\"0.001\"} 0\n"));
+  EXPECT_THAT(out, ::testing::HasSubstr("once_txn_commit_seconds_count 1\n"));
+  // The COMMIT record's fsync took some time: not a 0 of a coarse clock.
+  EXPECT_THAT(out, ::testing::Not(::testing::HasSubstr("once_txn_commit_seconds_sum 0\n")));
+  const size_t at = out.find("once_txn_prepare_seconds_sum ");
+  ASSERT_NE(at, std::string::npos);
+  const double prepare_s = std::stod(out.substr(at + sizeof("once_txn_prepare_seconds_sum")));
+  EXPECT_GE(prepare_s, 0.002);
+  EXPECT_LT(prepare_s, 60.0);
 }
 
 TEST_F(TxnCoordinatorTest, VoteNoAbortsAndRedeliversWithCountPlusOne) {
