@@ -244,6 +244,7 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
       db->Exec(absl::StrCat("PRAGMA synchronous=", SynchronousName(options.synchronous))));
   ONCE_RETURN_IF_ERROR(
       db->Exec(absl::StrCat("PRAGMA foreign_keys=", options.foreign_keys ? "ON" : "OFF")));
+  if (options.temp_in_memory) ONCE_RETURN_IF_ERROR(db->Exec("PRAGMA temp_store=MEMORY"));
   return db;
 }
 

@@ -47,6 +47,13 @@ struct DatabaseOptions {
   // failing with kUnavailable.
   int busy_timeout_ms = 5000;
   bool foreign_keys = true;
+  // PRAGMA temp_store=MEMORY: statement journals (a savepoint's undo
+  // pages), sorts and temporary tables stay in memory. SQLite's default
+  // spills any beyond 64 KiB to a file in /var/tmp (or $SQLITE_TMPDIR),
+  // outside the data directory: an unwritable or full temp directory
+  // would fail a transaction that its own directory could hold, and the
+  // participant's trial of a 1,000-message PREPARE spills every time.
+  bool temp_in_memory = true;
 };
 
 class Database;

@@ -54,6 +54,45 @@ TEST_F(SqliteTest, OpensInWalWithFullSync) {
   EXPECT_EQ(*db->QueryInt64("PRAGMA foreign_keys"), 1);
 }
 
+// Whether this process holds an SQLite temporary file open (SQLite
+// unlinks them at once; /proc still shows them).
+bool HoldsATempFile() {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    const std::filesystem::path target = std::filesystem::read_symlink(entry.path(), ec);
+    if (!ec && target.string().find("etilqs_") != std::string::npos) return true;
+  }
+  return false;
+}
+
+// A savepoint that changes ~400 KiB of existing pages: its undo pages
+// (the statement journal) stay in memory by default; with
+// temp_in_memory off SQLite spills them to a file in its temp directory.
+TEST_F(SqliteTest, ASavepointsUndoPagesStayInMemory) {
+  for (const bool in_memory : {true, false}) {
+    SCOPED_TRACE(in_memory ? "temp_in_memory" : "temp files");
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    DatabaseOptions options;
+    options.temp_in_memory = in_memory;
+    std::unique_ptr<Database> db = OpenOrDie(options);
+    ASSERT_NE(db, nullptr);
+    ASSERT_THAT(db->Exec("CREATE TABLE t (x BLOB NOT NULL)"), IsOk());
+    ASSERT_THAT(db->Exec("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                         "WHERE i < 400) INSERT INTO t SELECT zeroblob(1000) FROM n"),
+                IsOk());
+    ASSERT_THAT(db->Exec("BEGIN"), IsOk());
+    ASSERT_THAT(db->Exec("SAVEPOINT s"), IsOk());
+    ASSERT_THAT(db->Exec("UPDATE t SET x = randomblob(1000)"), IsOk());
+    EXPECT_EQ(HoldsATempFile(), !in_memory);
+    ASSERT_THAT(db->Exec("ROLLBACK TO s"), IsOk());
+    ASSERT_THAT(db->Exec("COMMIT"), IsOk());
+    ONCE_ASSERT_OK_AND_ASSIGN(const int64_t unchanged,
+                              db->QueryInt64("SELECT count(*) FROM t WHERE x = zeroblob(1000)"));
+    EXPECT_EQ(unchanged, 400);
+  }
+}
+
 TEST_F(SqliteTest, BindStepAndColumns) {
   auto db = OpenOrDie();
   ONCE_ASSERT_OK(db->Exec("CREATE TABLE t (i INTEGER, d REAL, s TEXT, b BLOB, n TEXT)"));
