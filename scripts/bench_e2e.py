@@ -5,7 +5,7 @@ runs tests/bench/eo_bench_consumer.cc per scenario, prints the table.
 Environment (all optional): EO_BUILD, EO_OUT (set by scripts/bench-e2e),
 REPS=3, N=100000, MAX_S=30, RATE=2000, STEADY_S=10 (0: no steady run), PARTITIONS=1,
 TXN_BATCH_MAX=1000, TXN_LINGER_MS (unset: onced's default), WINDOW=16, STEADY_WINDOW=2, REF_S=5 (0: no once-load reference
-run), ONCED_FLAGS="...", MODES, COUNTS, METRICS=1, READ_AHEAD=1.
+run), ONCED_FLAGS="...", MODES, COUNTS, METRICS=1, READ_AHEAD=1, MAX_GROUP_FRAMES.
 Every wait is bounded; a failed scenario is reported, not hidden.
 """
 import http.client
@@ -37,6 +37,9 @@ STEADY_WINDOW = int(os.environ.get("STEADY_WINDOW", "2"))
 # second through a backlog; at the steady rate it costs latency, so the
 # steady consumer never uses it).
 READ_AHEAD = os.environ.get("READ_AHEAD", "1") == "1"
+# MAX_GROUP_FRAMES=N: the consumers' --max_group_frames (unset: the SDK's
+# default, 8; 0: a group per burst, however long).
+MAX_GROUP_FRAMES = os.environ.get("MAX_GROUP_FRAMES", "")
 # onced's default is 100; 1000 amortises the per-transaction fsyncs better.
 TXN_BATCH_MAX = os.environ.get("TXN_BATCH_MAX", "1000")
 TXN_LINGER_MS = os.environ.get("TXN_LINGER_MS", "")
@@ -175,7 +178,8 @@ def consumer_cmd(port, topic, group, mode, cid, db, expect=0, window=WINDOW, rea
             f"--group={group}", f"--id={cid}", f"--db={db}", f"--mode={guarantee}",
             f"--store={'none' if variant == 'no-store' else 'sqlite'}",
             f"--window={window}", f"--expect={expect}", f"--timeout_s={MAX_S + 60}"] + (
-                ["--read_ahead"] if read_ahead else [])
+                ["--read_ahead"] if read_ahead else []) + (
+                [f"--max_group_frames={MAX_GROUP_FRAMES}"] if MAX_GROUP_FRAMES else [])
 
 
 def group_acked(api, topic, group):

@@ -150,6 +150,14 @@ class Participant::Impl {
   // One frame of connection `id`, handed to the session by `feed`.
   void OnFrame(uint64_t id, absl::FunctionRef<absl::Status(Session&)> feed) {
     if (id != connection_id_ || stopping_ || !session_) return;
+    if (GroupFull()) {
+      group_first_frame_ = frames_;
+      const absl::Status flushed = session_->Flush();
+      if (!flushed.ok()) {
+        Check(flushed);  // the session is over: the frame goes nowhere
+        return;
+      }
+    }
     const bool was_open = session_->open();
     Check(feed(*session_));
     ++frames_;
@@ -190,11 +198,20 @@ class Participant::Impl {
   // goes round the queue, and round again while frames keep coming, and
   // runs after a round that brought none (then the next read waits on the
   // socket). `seen` is the frame count at the previous round; the first
-  // round always goes on.
+  // round always goes on. (OnFrame ends a group that is full first.)
   void ScheduleFlush(uint64_t id) {
     if (flush_scheduled_for_ == id) return;
     flush_scheduled_for_ = id;
+    group_first_frame_ = frames_ > 0 ? frames_ - 1 : 0;  // OnFrame counted the group's first
     PostFlush(id, std::nullopt);
+  }
+
+  // Exactly-once: the open group took max_group_frames frames, so it ends
+  // before the next one (ParticipantOptions::max_group_frames). The flush
+  // already posted stays, for the next group.
+  bool GroupFull() const {
+    const uint64_t cap = options_.mode == Mode::kExactlyOnce ? options_.max_group_frames : 0;
+    return cap != 0 && session_->pending() && frames_ - group_first_frame_ >= cap;
   }
   void PostFlush(uint64_t id, std::optional<uint64_t> seen) {
     net::post(ioc_, [this, id, seen] {
@@ -295,6 +312,7 @@ class Participant::Impl {
   std::unique_ptr<Session> session_;
   uint64_t frames_ = 0;               // frames handled, over all connections
   uint64_t flush_scheduled_for_ = 0;  // the connection whose flush is posted
+  uint64_t group_first_frame_ = 0;    // frames_ before the open group's first frame
   std::optional<absl::Status> failure_;
   std::chrono::steady_clock::time_point opened_at_;
   std::chrono::steady_clock::time_point last_reask_;

@@ -6,7 +6,7 @@
 //   eo-bench-consumer --url ws://127.0.0.1:PORT/v1/ws --topic T --group G
 //       --id c1 --db c1.db --mode exactly-once|idempotent|at-least-once
 //       [--window 16] [--expect N] [--timeout_s 600] [--store sqlite|none]
-//       [--ready_file PATH] [--read_ahead]
+//       [--ready_file PATH] [--read_ahead] [--max_group_frames 8]
 //
 // Its handler stages ONE statement per message,
 //   INSERT INTO eo_bench (message_id, publish_ns) VALUES (?1, ?2),
@@ -89,6 +89,9 @@ ABSL_FLAG(std::string, ready_file, "",
 ABSL_FLAG(bool, read_ahead, false,
           "the SDK's network thread reads and decodes the next frames while its thread applies "
           "(ParticipantOptions::read_ahead)");
+ABSL_FLAG(int, max_group_frames, 8,
+          "exactly-once: a group (one fsync) ends after this many frames even while more come; "
+          "0: at the end of each burst only (ParticipantOptions::max_group_frames)");
 ABSL_FLAG(std::string, store, "sqlite",
           "sqlite: apply each effect durably; none (at-least-once only): apply nothing, count");
 
@@ -350,6 +353,12 @@ int main(int argc, char** argv) {
   }
   options.window = static_cast<uint32_t>(window);
   options.read_ahead = absl::GetFlag(FLAGS_read_ahead);
+  const int max_group_frames = absl::GetFlag(FLAGS_max_group_frames);
+  if (max_group_frames < 0 || max_group_frames > 1'000'000) {
+    return Fail(2, absl::InvalidArgumentError(absl::StrCat("--max_group_frames: ", max_group_frames,
+                                                           " is out of range 0..1000000")));
+  }
+  options.max_group_frames = static_cast<uint32_t>(max_group_frames);
   const std::string store = absl::GetFlag(FLAGS_store);
   if (store != "sqlite" && store != "none") {
     return Fail(2, absl::InvalidArgumentError(

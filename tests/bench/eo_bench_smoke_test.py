@@ -42,6 +42,7 @@ def main():
         (["--mode=bogus", "--topic=t", "--group=g", "--db=x.db"], "--mode"),
         (["--topic=t", "--group=g"], "required"),
         (["--topic=t", "--group=g", "--db=x.db", "--window=0"], "--window"),
+        (["--topic=t", "--group=g", "--db=x.db", "--max_group_frames=-1"], "--max_group_frames"),
         (["--topic=t", "--group=g", "--db=x.db", "--store=none"], "--store=none"),
         (["--topic=t", "--group=g", "--db=x.db", "--store=disk", "--mode=at-least-once"],
          "--store"),

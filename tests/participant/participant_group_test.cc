@@ -2,12 +2,19 @@
 // coordinator over real WebSocket connections on 127.0.0.1: a vote is only
 // seen once its prepare is in the file, a burst is answered whole, and a
 // group that fails to commit ends the session without any of its frames
-// (the participant reconnects with nothing of it in doubt).
+// (the participant reconnects with nothing of it in doubt), and a burst
+// longer than max_group_frames is cut into groups of that many.
 #include <chrono>
 #include <filesystem>
+#include <numeric>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "boost/json/object.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -48,6 +55,54 @@ std::string Commit(const std::string& txn, uint64_t generation) {
   return participant::frames::Commit(txn, kEpoch, generation);
 }
 
+// Forwards to a SqliteResource; counts the PREPAREs of each group, and
+// takes `prepare_delay` over each, so that a burst sent back to back has
+// all arrived before the first is handled.
+class GroupSizeResource final : public Resource {
+ public:
+  GroupSizeResource(SqliteResource* inner, absl::Duration prepare_delay)
+      : inner_(inner), prepare_delay_(prepare_delay) {}
+
+  absl::StatusOr<std::vector<std::string>> Recover() override { return inner_->Recover(); }
+  absl::StatusOr<TxnStatus> Status(const std::string& txn) override { return inner_->Status(txn); }
+  absl::StatusOr<bool> IsCommitted(const std::string& id) override {
+    return inner_->IsCommitted(id);
+  }
+  absl::Status Prepare(const PreparedTxn& txn) override {
+    absl::SleepFor(prepare_delay_);
+    absl::MutexLock lock(&mu_);
+    if (!sizes_.empty()) ++sizes_.back();
+    return inner_->Prepare(txn);
+  }
+  absl::StatusOr<CommitResult> Commit(const std::string& txn) override {
+    return inner_->Commit(txn);
+  }
+  absl::Status Abort(const std::string& txn) override { return inner_->Abort(txn); }
+  absl::StatusOr<bool> ApplyOnce(const std::string& id, const std::vector<Effect>& e) override {
+    return inner_->ApplyOnce(id, e);
+  }
+  absl::Status Apply(const std::vector<Effect>& e) override { return inner_->Apply(e); }
+  absl::Status BeginGroup() override {
+    absl::MutexLock lock(&mu_);
+    sizes_.push_back(0);
+    return inner_->BeginGroup();
+  }
+  absl::Status EndGroup() override { return inner_->EndGroup(); }
+  void AbortGroup() override { inner_->AbortGroup(); }
+
+  // The PREPAREs of each group so far, in order.
+  std::vector<int> sizes() const {
+    absl::MutexLock lock(&mu_);
+    return sizes_;
+  }
+
+ private:
+  SqliteResource* const inner_;
+  const absl::Duration prepare_delay_;
+  mutable absl::Mutex mu_;
+  std::vector<int> sizes_ ABSL_GUARDED_BY(mu_);
+};
+
 class ParticipantGroupTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
@@ -78,12 +133,29 @@ class ParticipantGroupTest : public ::testing::TestWithParam<bool> {
     return o;
   }
 
-  void Start(bool group_commit, Resource* resource = nullptr) {
+  void Start(bool group_commit, Resource* resource = nullptr,
+             uint32_t max_group_frames = ParticipantOptions{}.max_group_frames) {
+    ParticipantOptions options = Options(group_commit);
+    options.max_group_frames = max_group_frames;
     ONCE_ASSERT_OK_AND_ASSIGN(
-        participant_,
-        Participant::Create(Options(group_commit), resource != nullptr ? resource : resource_.get(),
-                            testing::LedgerHandler));
+        participant_, Participant::Create(options, resource != nullptr ? resource : resource_.get(),
+                                          testing::LedgerHandler));
     ONCE_ASSERT_OK(participant_->Start());
+  }
+
+  // Sends `count` PREPAREs back to back on a fresh session and waits for
+  // their votes; the PREPAREs per group, in order.
+  std::vector<int> GroupSizesOfABurst(int count, uint32_t max_group_frames) {
+    GroupSizeResource sized(resource_.get(), absl::Milliseconds(20));
+    Start(/*group_commit=*/true, &sized, max_group_frames);
+    EXPECT_TRUE(fake_.ReceiveType(1, "hello").ok());
+    fake_.SendText(1, Welcome(1));
+    for (int i = 0; i < count; ++i) {
+      fake_.SendText(1, Prepare(absl::StrCat("7.", i + 1), 1, static_cast<uint64_t>(i), "alice:1"));
+    }
+    for (int i = 0; i < count; ++i) EXPECT_EQ(ReceiveTxn(1, "vote"), absl::StrCat("7.", i + 1));
+    participant_.reset();  // stops before `sized` goes
+    return sized.sizes();
   }
 
   // The next frame of `type` on connection n, with its "txn".
@@ -134,6 +206,24 @@ TEST_P(ParticipantGroupTest, BurstIsAnsweredOnlyOnceDurable) {
   EXPECT_EQ(s.votes_yes, 2u);
   EXPECT_EQ(s.commits, 2u);
   EXPECT_EQ(s.session_failures, 0u);
+}
+
+// A burst longer than max_group_frames is several groups (several
+// fsyncs), so its first votes go out while the rest is handled; without
+// the cap the same burst makes longer groups.
+TEST_P(ParticipantGroupTest, ALongBurstIsCutIntoGroupsOfMaxGroupFrames) {
+  const std::vector<int> capped = GroupSizesOfABurst(8, /*max_group_frames=*/2);
+  EXPECT_EQ(std::accumulate(capped.begin(), capped.end(), 0), 8);
+  EXPECT_THAT(capped, ::testing::Each(::testing::Le(2)));
+  EXPECT_GE(capped.size(), 4u);
+}
+
+TEST_P(ParticipantGroupTest, WithoutACapABurstIsOneGroupAfterItsFirstFrame) {
+  const std::vector<int> uncapped = GroupSizesOfABurst(8, /*max_group_frames=*/0);
+  EXPECT_EQ(std::accumulate(uncapped.begin(), uncapped.end(), 0), 8);
+  // The first PREPARE may make a group alone (the rest still on its way);
+  // the others, there before it was handled, share one.
+  EXPECT_LE(uncapped.size(), 2u);
 }
 
 TEST_P(ParticipantGroupTest, GroupCommitOffStillCommitsExactlyOnce) {
