@@ -27,13 +27,13 @@ absl::Status AckResult::ToStatus() const {
 
 absl::StatusOr<std::vector<Delivery>> ConsumerGroup::Fetch(absl::string_view consumer, int max) {
   ONCE_RETURN_IF_ERROR(CheckDirectFetch(ctx_.config, topic_name(), name()));
-  return FetchImpl(consumer, max, /*token_text=*/true);
+  return FetchImpl(consumer, max, /*token_text=*/true, /*alone_from=*/0);
 }
 
 absl::StatusOr<std::vector<Delivery>> ConsumerGroup::FetchHandles(absl::string_view consumer,
                                                                   int max) {
   ONCE_RETURN_IF_ERROR(CheckDirectFetch(ctx_.config, topic_name(), name()));
-  return FetchImpl(consumer, max, /*token_text=*/false);
+  return FetchImpl(consumer, max, /*token_text=*/false, /*alone_from=*/0);
 }
 
 absl::StatusOr<DeliveryToken> ConsumerGroup::CheckToken(absl::string_view text) const {

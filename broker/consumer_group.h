@@ -206,7 +206,7 @@ class ConsumerGroup {
   // Fetch for a participant; allowed on exactly-once groups. Release the
   // leases with Nack(kRequeue) (abort) or delete them with Ack (done).
   absl::StatusOr<std::vector<Delivery>> Lease(absl::string_view participant, int max) {
-    return FetchImpl(participant, max, /*token_text=*/true);
+    return FetchImpl(participant, max, /*token_text=*/true, /*alone_from=*/0);
   }
   // Pins leases once a COMMIT decision covers them: they never time out
   // and refuse Nack; only Ack (or AckPositions) ends them.
@@ -216,8 +216,14 @@ class ConsumerGroup {
   // Lease and Pin for the coordinator, which keeps handles (see
   // FetchHandles): LeaseHandles leaves Delivery::token empty; settle its
   // deliveries with PinHandles, AckHandles and NackHandles.
-  absl::StatusOr<std::vector<Delivery>> LeaseHandles(absl::string_view participant, int max) {
-    return FetchImpl(participant, max, /*token_text=*/false);
+  //
+  // `alone_from` > 0 (shared groups): a due redelivery whose delivery
+  // count reaches alone_from is leased alone, before anything else, so
+  // that a message whose transactions keep failing fails in one of its
+  // own, and its batch-mates commit without it.
+  absl::StatusOr<std::vector<Delivery>> LeaseHandles(absl::string_view participant, int max,
+                                                     int alone_from = 0) {
+    return FetchImpl(participant, max, /*token_text=*/false, alone_from);
   }
   absl::StatusOr<AckResult> PinHandles(absl::Span<const DeliveryToken> handles) {
     return PinRefs(TokenRefs(handles));
@@ -260,10 +266,10 @@ class ConsumerGroup {
 
   // What each mode implements behind the calls above. FetchImpl serves
   // Fetch and Lease (and their Handles forms: `token_text` false leaves
-  // Delivery::token empty); AckRefs, NackRefs and PinRefs take the tokens
-  // as texts or as handles.
+  // Delivery::token empty; `alone_from`: see LeaseHandles, 0 for off);
+  // AckRefs, NackRefs and PinRefs take the tokens as texts or as handles.
   virtual absl::StatusOr<std::vector<Delivery>> FetchImpl(absl::string_view consumer, int max,
-                                                          bool token_text) = 0;
+                                                          bool token_text, int alone_from) = 0;
   virtual absl::StatusOr<AckResult> AckRefs(const TokenRefs& tokens) = 0;
   virtual absl::StatusOr<AckResult> NackRefs(const TokenRefs& tokens, NackAction action) = 0;
   virtual absl::StatusOr<AckResult> PinRefs(const TokenRefs& tokens) = 0;

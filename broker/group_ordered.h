@@ -102,7 +102,7 @@ class OrderedGroup final : public ConsumerGroup {
   explicit OrderedGroup(GroupContext ctx) : ConsumerGroup(std::move(ctx)) {}
 
   absl::StatusOr<std::vector<Delivery>> FetchImpl(absl::string_view consumer, int max,
-                                                  bool token_text) override;
+                                                  bool token_text, int alone_from) override;
   absl::StatusOr<AckResult> AckRefs(const TokenRefs& tokens) override;
   absl::StatusOr<AckResult> NackRefs(const TokenRefs& tokens, NackAction action) override;
   absl::StatusOr<AckResult> PinRefs(const TokenRefs& tokens) override;

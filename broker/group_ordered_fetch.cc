@@ -14,8 +14,10 @@
 
 namespace once::broker {
 
+// `alone_from` is not used: an ordered partition's messages go out in
+// order, a failing one before everything behind it.
 absl::StatusOr<std::vector<Delivery>> OrderedGroup::FetchImpl(absl::string_view consumer, int max,
-                                                              bool token_text) {
+                                                              bool token_text, int /*alone_from*/) {
   ONCE_RETURN_IF_ERROR(CheckFetchArgs(consumer, max));
   const int64_t now = ctx_.clock->NowMs();
   std::vector<Reserved> reserved;

@@ -14,7 +14,7 @@
 namespace once::broker {
 
 absl::StatusOr<std::vector<Delivery>> SharedGroup::FetchImpl(absl::string_view consumer, int max,
-                                                             bool token_text) {
+                                                             bool token_text, int alone_from) {
   ONCE_RETURN_IF_ERROR(CheckFetchArgs(consumer, max));
   const int64_t now = ctx_.clock->NowMs();
   std::vector<Reserved> reserved;
@@ -41,6 +41,19 @@ absl::StatusOr<std::vector<Delivery>> SharedGroup::FetchImpl(absl::string_view c
       sources[p].retry = part.retry.begin();
       sources[p].fresh_end = part.log->NextOffset();
       if (!part.dead.empty()) dead_letters_due = true;
+    }
+    // A due redelivery that reaches alone_from goes out alone (the first
+    // found, in this fetch's round-robin order), and nothing else does.
+    for (int i = 0; alone_from > 0 && want > 0 && i < n; ++i) {
+      const int p = (round_robin_ + i) % n;
+      Partition& part = parts_[p];
+      auto it = std::find_if(part.retry.begin(), part.retry.end(), [&](const auto& entry) {
+        return entry.second.not_before_ms <= now && entry.second.deliveries + 1 >= alone_from;
+      });
+      if (it == part.retry.end()) continue;
+      reserved.push_back({p, it->first, it->second.deliveries + 1, 0});
+      part.retry.erase(it);
+      want = 0;
     }
     // Round-robin, one message per partition per turn, starting one
     // partition further at each fetch so that small fetches spread too.

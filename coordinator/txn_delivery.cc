@@ -16,6 +16,11 @@ namespace {
 // scheduled again), so that one busy group cannot hold a worker forever.
 constexpr int kMaxRoundsPerRun = 16;
 
+// From this delivery count on (the third delivery: two transactions with
+// the message failed) a redelivery is leased alone. Not from the second:
+// a participant's crash sends its whole window round again, in batches.
+constexpr int kLeaseAloneFrom = 3;
+
 // A group's txn_batch_max must fit in one Lease call.
 static_assert(broker::kMaxTxnBatchMax <= broker::kMaxFetch);
 
@@ -240,8 +245,14 @@ bool TxnCoordinator::DeliverOne(const std::shared_ptr<GroupLoop>& loop, const Pa
   // More cannot come while the participant holds `prefetch` leases.
   const size_t full = static_cast<size_t>(std::min(batch_max, config.prefetch));
   if (batch.size() < static_cast<size_t>(batch_max)) {
-    absl::StatusOr<std::vector<broker::Delivery>> leased =
-        loop->group->LeaseHandles(std::get<2>(key), batch_max - static_cast<int>(batch.size()));
+    // A message redelivered for the second time or more (its transactions
+    // failed: a NO vote, a timeout, a crash) is leased alone, so that one
+    // that makes every transaction fail reaches max_deliveries (and the
+    // dead-letter topic) without the messages it was batched with. Not
+    // into a batch that lingers (its leases are held already).
+    const int alone_from = batch.empty() ? std::min(kLeaseAloneFrom, config.max_deliveries) : 0;
+    absl::StatusOr<std::vector<broker::Delivery>> leased = loop->group->LeaseHandles(
+        std::get<2>(key), batch_max - static_cast<int>(batch.size()), alone_from);
     if (!leased.ok()) {
       spdlog::warn("delivery loop of group \"{}\" of topic \"{}\": lease: {}", loop->key.second,
                    loop->key.first, leased.status().ToString());

@@ -120,6 +120,42 @@ TEST_P(GroupDeliveryCountTest, LeaseAfterRequeueSurvivesRestart) {
   EXPECT_EQ(ds[0].delivery_count, 3);
 }
 
+// LeaseHandles(alone_from): a shared group hands a due redelivery that
+// reaches that count out alone; an ordered group keeps its order (and
+// its batches).
+TEST_P(GroupDeliveryCountTest, ARedeliveryThatReachesAloneFromIsLeasedAlone) {
+  MakeTopic("t", 1, Backend::kDisk);
+  Publish("t", 4);
+  GroupConfig c = Config(/*max_deliveries=*/5);
+  c.guarantee = Guarantee::kExactlyOnce;
+  auto g = MakeGroup("t", "g", c);
+  ASSERT_NE(g, nullptr);
+  constexpr int kAloneFrom = 3;
+  auto requeue = [&](const std::vector<Delivery>& ds) {
+    std::vector<DeliveryToken> handles;
+    for (const Delivery& d : ds) handles.push_back(d.handle);
+    ONCE_ASSERT_OK_AND_ASSIGN(AckResult r, g->NackHandles(handles, NackAction::kRequeue));
+    EXPECT_EQ(r.applied, static_cast<int>(ds.size()));
+  };
+  for (int attempt = 1; attempt < kAloneFrom; ++attempt) {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto ds, g->LeaseHandles("p", 10, kAloneFrom));
+    ASSERT_EQ(ds.size(), 4u) << "attempt " << attempt;
+    for (const Delivery& d : ds) EXPECT_EQ(d.delivery_count, attempt);
+    requeue(ds);
+  }
+  std::vector<int64_t> offsets;
+  for (int lease = 0; lease < 4 && offsets.size() < 4; ++lease) {
+    ONCE_ASSERT_OK_AND_ASSIGN(auto ds, g->LeaseHandles("p", 10, kAloneFrom));
+    ASSERT_FALSE(ds.empty());
+    EXPECT_EQ(ds.size(), GetParam() == GroupMode::kShared ? 1u : 4u);
+    for (const Delivery& d : ds) {
+      EXPECT_EQ(d.delivery_count, kAloneFrom);
+      offsets.push_back(d.record.offset);
+    }
+  }
+  EXPECT_THAT(offsets, ::testing::UnorderedElementsAre(0, 1, 2, 3));
+}
+
 TEST_P(GroupDeliveryCountTest, FirstDeliveriesWriteNothingRedeliveriesWriteOnce) {
   MakeTopic("t", 1, Backend::kDisk);
   Publish("t", 3);

@@ -4,8 +4,10 @@
 // participant's window.
 #include "coordinator/txn_coordinator.h"
 
+#include <algorithm>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
@@ -101,6 +103,45 @@ TEST_F(TxnCoordinatorTest, VoteNoAbortsAndRedeliversWithCountPlusOne) {
   EXPECT_EQ(again->messages[0].delivery_count, 2u);
   EXPECT_EQ(metrics_.aborts("vote_no"), 1);
   EXPECT_THAT(engine_->Get(p->txn), StatusIs(absl::StatusCode::kNotFound));
+}
+
+// A message whose every transaction votes NO (a handler that always
+// fails on it) is prepared alone from its third delivery on: its
+// batch-mates commit, and only it reaches max_deliveries (5) and the
+// dead-letter topic.
+TEST_F(TxnCoordinatorTest, AMessageThatAlwaysFailsIsIsolatedFromItsBatchMates) {
+  Publish(4);
+  auto ch = NewChannel();
+  protocol::Welcome w = Hello(ch);
+  const std::string poison = "t/0/1";
+  std::vector<std::string> committed;
+  std::vector<size_t> poison_batches;  // the size of each PREPARE holding it
+  for (int round = 0; round < 20 && (committed.size() < 3 || poison_batches.size() < 5); ++round) {
+    std::optional<protocol::Prepare> p = ch->Next<protocol::Prepare>(&ch->cursor);
+    if (!p.has_value()) break;  // nothing more was delivered
+    const bool failing = std::any_of(p->messages.begin(), p->messages.end(),
+                                     [&](const protocol::TxnMessage& m) { return m.id == poison; });
+    if (failing) {
+      poison_batches.push_back(p->messages.size());
+      Vote(ch, w, p->txn, false);
+      ASSERT_TRUE(ch->Next<protocol::Abort>(&ch->cursor).has_value());
+      continue;
+    }
+    Vote(ch, w, p->txn, true);
+    ASSERT_TRUE(ch->Next<protocol::Commit>(&ch->cursor).has_value());
+    Done(ch, w, p->txn);
+    ASSERT_TRUE(WaitDone(p->txn));
+    for (const protocol::TxnMessage& m : p->messages) committed.push_back(m.id);
+  }
+  EXPECT_THAT(committed, ::testing::UnorderedElementsAre("t/0/0", "t/0/2", "t/0/3"));
+  // Deliveries 1 and 2 in the batch of four, 3 to 5 alone.
+  EXPECT_THAT(poison_batches, ::testing::ElementsAre(4u, 4u, 1u, 1u, 1u));
+  for (int i = 0; i < 500 && group_->Describe().dead_lettered < 1; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(group_->Describe().dead_lettered, 1);
+  EXPECT_EQ(ch->Count<protocol::Prepare>(), 8);  // 2 batches + 6 alone
+  EXPECT_EQ(metrics_.aborts("vote_no"), 5);
 }
 
 TEST_F(TxnCoordinatorTest, VoteTimeoutAborts) {
