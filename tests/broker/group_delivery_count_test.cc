@@ -1,6 +1,7 @@
 // Delivery counts of redeliveries are durable before the redelivery is
 // handed out (disk topics), so a restart can never make a message go out
 // more than max_deliveries times; first deliveries cost no write.
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,16 @@ class GroupDeliveryCountTest : public testing::GroupTest,
   }
 
   int64_t Commits() const { return registry_->store()->stats().commits; }
+
+  // A one-partition disk topic "t" with `messages` published, and an
+  // exactly-once group "g" on it (the coordinator's Lease path).
+  std::shared_ptr<ConsumerGroup> ExactlyOnceGroup(int messages) {
+    MakeTopic("t", 1, Backend::kDisk);
+    Publish("t", messages);
+    GroupConfig c = Config(/*max_deliveries=*/5);
+    c.guarantee = Guarantee::kExactlyOnce;
+    return MakeGroup("t", "g", c);
+  }
 
   // Fetches offset 0 of "t" (a one-partition topic) and lets its lease
   // time out, `times` times; checks the counts 1..times on the way.
@@ -99,11 +110,7 @@ TEST_P(GroupDeliveryCountTest, MaxDeliveriesHoldsAcrossRestart) {
 
 // The coordinator's path: Lease, an abort's Nack(kRequeue), Lease again.
 TEST_P(GroupDeliveryCountTest, LeaseAfterRequeueSurvivesRestart) {
-  MakeTopic("t", 1, Backend::kDisk);
-  Publish("t", 1);
-  GroupConfig c = Config(/*max_deliveries=*/5);
-  c.guarantee = Guarantee::kExactlyOnce;
-  auto g = MakeGroup("t", "g", c);
+  auto g = ExactlyOnceGroup(/*messages=*/1);
   ASSERT_NE(g, nullptr);
   for (int attempt = 1; attempt <= 2; ++attempt) {
     ONCE_ASSERT_OK_AND_ASSIGN(auto ds, g->Lease("participant", 1));
@@ -124,11 +131,7 @@ TEST_P(GroupDeliveryCountTest, LeaseAfterRequeueSurvivesRestart) {
 // reaches that count out alone; an ordered group keeps its order (and
 // its batches).
 TEST_P(GroupDeliveryCountTest, ARedeliveryThatReachesAloneFromIsLeasedAlone) {
-  MakeTopic("t", 1, Backend::kDisk);
-  Publish("t", 4);
-  GroupConfig c = Config(/*max_deliveries=*/5);
-  c.guarantee = Guarantee::kExactlyOnce;
-  auto g = MakeGroup("t", "g", c);
+  auto g = ExactlyOnceGroup(/*messages=*/4);
   ASSERT_NE(g, nullptr);
   constexpr int kAloneFrom = 3;
   auto requeue = [&](const std::vector<Delivery>& ds) {

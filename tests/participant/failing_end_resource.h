@@ -6,45 +6,23 @@
 #define ONCE_TESTS_PARTICIPANT_FAILING_END_RESOURCE_H_
 
 #include <atomic>
-#include <string>
-#include <vector>
 
-#include "once/resource.h"
-#include "once/sqlite_resource.h"
+#include "tests/participant/forwarding_resource.h"
 
 namespace once::testing {
 
-class FailingEndResource final : public Resource {
+class FailingEndResource final : public ForwardingResource {
  public:
-  explicit FailingEndResource(SqliteResource* inner) : inner_(inner) {}
+  using ForwardingResource::ForwardingResource;
 
-  absl::StatusOr<std::vector<std::string>> Recover() override { return inner_->Recover(); }
-  absl::StatusOr<TxnStatus> Status(const std::string& txn) override { return inner_->Status(txn); }
-  absl::StatusOr<bool> IsCommitted(const std::string& id) override {
-    return inner_->IsCommitted(id);
-  }
-  absl::Status Prepare(const PreparedTxn& txn) override { return inner_->Prepare(txn); }
-  absl::StatusOr<CommitResult> Commit(const std::string& txn) override {
-    return inner_->Commit(txn);
-  }
-  absl::Status Abort(const std::string& txn) override { return inner_->Abort(txn); }
-  absl::StatusOr<bool> ApplyOnce(const std::string& id, const std::vector<Effect>& e) override {
-    return inner_->ApplyOnce(id, e);
-  }
-  absl::Status Apply(const std::vector<Effect>& e) override { return inner_->Apply(e); }
-  absl::Status BeginGroup() override { return inner_->BeginGroup(); }
   absl::Status EndGroup() override {
-    if (!fail_end.load()) return inner_->EndGroup();
-    inner_->AbortGroup();
+    if (!fail_end.load()) return inner()->EndGroup();
+    inner()->AbortGroup();
     return absl::UnavailableError("disk gone");
   }
-  void AbortGroup() override { inner_->AbortGroup(); }
 
   // Read on the SDK's thread, set by the test's.
   std::atomic<bool> fail_end{false};
-
- private:
-  SqliteResource* const inner_;
 };
 
 }  // namespace once::testing

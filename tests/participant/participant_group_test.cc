@@ -23,6 +23,7 @@
 #include "tests/participant/coordinator_frames.h"
 #include "tests/participant/failing_end_resource.h"
 #include "tests/participant/fake_coordinator.h"
+#include "tests/participant/forwarding_resource.h"
 #include "tests/participant/ledger_testing.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_dir.h"
@@ -58,37 +59,22 @@ std::string Commit(const std::string& txn, uint64_t generation) {
 // Forwards to a SqliteResource; counts the PREPAREs of each group, and
 // takes `prepare_delay` over each, so that a burst sent back to back has
 // all arrived before the first is handled.
-class GroupSizeResource final : public Resource {
+class GroupSizeResource final : public testing::ForwardingResource {
  public:
   GroupSizeResource(SqliteResource* inner, absl::Duration prepare_delay)
-      : inner_(inner), prepare_delay_(prepare_delay) {}
+      : ForwardingResource(inner), prepare_delay_(prepare_delay) {}
 
-  absl::StatusOr<std::vector<std::string>> Recover() override { return inner_->Recover(); }
-  absl::StatusOr<TxnStatus> Status(const std::string& txn) override { return inner_->Status(txn); }
-  absl::StatusOr<bool> IsCommitted(const std::string& id) override {
-    return inner_->IsCommitted(id);
-  }
   absl::Status Prepare(const PreparedTxn& txn) override {
     absl::SleepFor(prepare_delay_);
     absl::MutexLock lock(&mu_);
     if (!sizes_.empty()) ++sizes_.back();
-    return inner_->Prepare(txn);
+    return inner()->Prepare(txn);
   }
-  absl::StatusOr<CommitResult> Commit(const std::string& txn) override {
-    return inner_->Commit(txn);
-  }
-  absl::Status Abort(const std::string& txn) override { return inner_->Abort(txn); }
-  absl::StatusOr<bool> ApplyOnce(const std::string& id, const std::vector<Effect>& e) override {
-    return inner_->ApplyOnce(id, e);
-  }
-  absl::Status Apply(const std::vector<Effect>& e) override { return inner_->Apply(e); }
   absl::Status BeginGroup() override {
     absl::MutexLock lock(&mu_);
     sizes_.push_back(0);
-    return inner_->BeginGroup();
+    return inner()->BeginGroup();
   }
-  absl::Status EndGroup() override { return inner_->EndGroup(); }
-  void AbortGroup() override { inner_->AbortGroup(); }
 
   // The PREPAREs of each group so far, in order.
   std::vector<int> sizes() const {
@@ -97,7 +83,6 @@ class GroupSizeResource final : public Resource {
   }
 
  private:
-  SqliteResource* const inner_;
   const absl::Duration prepare_delay_;
   mutable absl::Mutex mu_;
   std::vector<int> sizes_ ABSL_GUARDED_BY(mu_);
