@@ -9,6 +9,7 @@
 
 #include <unistd.h>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,8 +25,7 @@ constexpr char kInsert[] = "INSERT INTO effects (message_id, value) VALUES (?1, 
 class Journal {
  public:
   Journal() {
-    const char* tmp = std::getenv("TMPDIR");
-    std::string tmpl = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/once_participant_XXXXXX");
+    std::string tmpl = std::filesystem::temp_directory_path() / "once_participant_bench_XXXXXX";
     if (mkdtemp(tmpl.data()) == nullptr) std::abort();
     dir_ = tmpl;
     auto r = SqliteResource::Open(dir_ + "/consumer.db", SqliteResourceOptions{});
@@ -38,7 +38,7 @@ class Journal {
   }
   ~Journal() {
     resource_.reset();
-    (void)std::system(absl::StrCat("rm -rf '", dir_, "'").c_str());
+    std::filesystem::remove_all(dir_);
   }
 
   // One transaction of `batch` fresh messages through both groups.
