@@ -346,6 +346,7 @@ class BrokerImpl final : public Broker {
       o.segment_bytes = c.segment_bytes;
       o.on_corruption = options_.on_corruption;
       o.clock = options_.clock;
+      o.on_written = [listener = written_listener_, name = meta.name] { listener->Call(name); };
       if (c.fsync == FsyncPolicy::kAlways) {
         // The pool lives as long as a log that posts to it.
         o.executor = [pool = append_pool_](absl::AnyInvocable<void()> task) {
@@ -365,6 +366,10 @@ class BrokerImpl final : public Broker {
     return std::shared_ptr<PartitionedTopic>(std::move(topic));
   }
 
+  void SetWrittenListener(WrittenListener listener) override {
+    written_listener_->Set(std::move(listener));
+  }
+
   fs::path NextTombstone(absl::string_view name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(admin_mu_) {
     return topics_dir_ /
            absl::StrCat(kDeletedPrefix, name, "-", options_.clock->NowMs(), "-", ++tombstones_);
@@ -379,6 +384,27 @@ class BrokerImpl final : public Broker {
   // Held by their logs too; a log is never destroyed on one of its threads
   // (no append callback holds a topic).
   const std::shared_ptr<TaskPool> append_pool_;
+  // SetWrittenListener's function, shared with the disk logs (a topic may
+  // outlive the broker).
+  class SharedListener {
+   public:
+    // Returns once no call of the old function is running.
+    void Set(WrittenListener f) {
+      absl::MutexLock lock(&mu_);
+      f_ = std::move(f);
+    }
+    // Held shared across the call: concurrent calls from several logs'
+    // group commits run side by side.
+    void Call(absl::string_view topic) const {
+      absl::ReaderMutexLock lock(&mu_);
+      if (f_) f_(topic);
+    }
+
+   private:
+    mutable absl::Mutex mu_;
+    WrittenListener f_ ABSL_GUARDED_BY(mu_);
+  };
+  const std::shared_ptr<SharedListener> written_listener_ = std::make_shared<SharedListener>();
 
   // Serializes CreateTopic and DeleteTopic. Taken before mu_, never after.
   absl::Mutex admin_mu_;

@@ -4,6 +4,7 @@
 #define ONCE_BROKER_BROKER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -69,6 +70,16 @@ class Broker {
   virtual absl::Status RunMaintenance() = 0;
 
   virtual const BrokerOptions& options() const = 0;
+
+  // Called with a topic's name after each group commit of one of its
+  // fsync=always partitions wrote records, before their fdatasync
+  // (DiskLogOptions::on_written): the service wakes the topic's
+  // exactly-once groups with it (they read written records; see
+  // Topic::written_partition). Quick; must not append to that topic nor
+  // call SetWrittenListener. The GroupRegistry sets it; an empty function
+  // stops the calls (SetWrittenListener returns once none is running).
+  using WrittenListener = std::function<void(absl::string_view topic)>;
+  virtual void SetWrittenListener(WrittenListener listener) = 0;
 };
 
 }  // namespace once::broker

@@ -2,8 +2,12 @@
 
 #include <algorithm>
 #include <limits>
+#include <memory>
+#include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "schema/status_macros.h"
 
 namespace once::broker {
@@ -34,6 +38,48 @@ absl::StatusOr<std::vector<Delivery>> ConsumerGroup::FetchHandles(absl::string_v
                                                                   int max) {
   ONCE_RETURN_IF_ERROR(CheckDirectFetch(ctx_.config, topic_name(), name()));
   return FetchImpl(consumer, max, /*token_text=*/false, /*alone_from=*/0);
+}
+
+void ConsumerGroup::WhenDurable(absl::Span<const MessagePosition> positions,
+                                Log::DurableCallback done) const {
+  // Per partition, the offset after its highest record.
+  absl::flat_hash_map<int, int64_t> ends;
+  for (const MessagePosition& m : positions) {
+    int64_t& end = ends[m.partition];
+    end = std::max(end, m.offset + 1);
+  }
+  struct Join {
+    absl::Mutex mu;
+    size_t left ABSL_GUARDED_BY(mu) = 0;
+    absl::Status status ABSL_GUARDED_BY(mu);
+    Log::DurableCallback done;
+  };
+  auto join = std::make_shared<Join>();
+  join->done = std::move(done);
+  {
+    absl::MutexLock lock(&join->mu);
+    join->left = ends.size() + 1;  // + this call, so that `done` runs once, last
+  }
+  auto arrive = [join](absl::Status s) {
+    absl::Status status;
+    {
+      absl::MutexLock lock(&join->mu);
+      if (join->status.ok()) join->status = std::move(s);
+      if (--join->left > 0) return;
+      status = join->status;
+    }
+    std::move(join->done)(std::move(status));
+  };
+  for (const auto& [partition, end] : ends) {
+    Log* log = ctx_.topic->partition(partition);
+    if (log == nullptr) {
+      arrive(absl::InvalidArgumentError(
+          absl::StrCat("topic \"", topic_name(), "\" has no partition ", partition)));
+      continue;
+    }
+    log->WhenDurable(end, [arrive](absl::Status s) mutable { arrive(std::move(s)); });
+  }
+  arrive(absl::OkStatus());
 }
 
 absl::StatusOr<DeliveryToken> ConsumerGroup::CheckToken(absl::string_view text) const {

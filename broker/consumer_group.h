@@ -228,6 +228,13 @@ class ConsumerGroup {
   absl::StatusOr<AckResult> PinHandles(absl::Span<const DeliveryToken> handles) {
     return PinRefs(TokenRefs(handles));
   }
+  // Calls `done` once the records at `positions` are durable in the
+  // topic's logs (OK), or with the first error that keeps one from being:
+  // at once when they are, else from a thread that synced them (`done`
+  // must be quick). The coordinator writes no decision, and releases no
+  // lease, of records a crash could still take away. Thread-safe.
+  void WhenDurable(absl::Span<const MessagePosition> positions, Log::DurableCallback done) const;
+
   // Marks messages done by position, with or without a lease, idempotently
   // and durably: for the coordinator's recovery, whose tokens died with a
   // restart. Ordered mode commits each partition past its highest one.
@@ -263,6 +270,15 @@ class ConsumerGroup {
 
  protected:
   explicit ConsumerGroup(GroupContext ctx) : ctx_(std::move(ctx)) {}
+
+  // The log a mode reads partition `p` from: an exactly-once group sees
+  // records once written (Topic::written_partition), since the coordinator
+  // decides nothing before they are durable (WhenDurable); any other group
+  // once durable.
+  Log* PartitionLog(int p) const {
+    return ctx_.config.guarantee == Guarantee::kExactlyOnce ? ctx_.topic->written_partition(p)
+                                                            : ctx_.topic->partition(p);
+  }
 
   // What each mode implements behind the calls above. FetchImpl serves
   // Fetch and Lease (and their Handles forms: `token_text` false leaves

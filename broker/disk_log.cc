@@ -218,6 +218,7 @@ absl::Status DiskLogImpl::Recover() {
   first_offset_.store(kept.front()->base_offset(), std::memory_order_release);
   next_offset_.store(next, std::memory_order_release);
   readable_offset_.store(next, std::memory_order_release);
+  written_limit_.store(next, std::memory_order_release);
   report_.segments = static_cast<int64_t>(kept.size());
   {
     absl::MutexLock lock(&sync_mu_);
@@ -239,19 +240,28 @@ absl::Status DiskLogImpl::Recover() {
   return absl::OkStatus();
 }
 
-absl::Status DiskLogImpl::RangeError(int64_t offset) const {
+absl::Status DiskLogImpl::RangeError(int64_t offset, int64_t end) const {
   const int64_t first = FirstOffset();
-  const int64_t next = NextOffset();
   if (offset < first) {
     return absl::OutOfRangeError(absl::StrCat("offset ", offset,
                                               " is below the first retained offset ", first, " of ",
-                                              options_.dir, " (next offset ", next, ")"));
+                                              options_.dir, " (next offset ", end, ")"));
   }
   return absl::OutOfRangeError(absl::StrCat("offset ", offset, " is past the end of ", options_.dir,
-                                            " (next offset ", next, ", first offset ", first, ")"));
+                                            " (next offset ", end, ", first offset ", first, ")"));
 }
 
 absl::StatusOr<std::vector<Record>> DiskLogImpl::Read(int64_t offset, ReadLimits limits) const {
+  return ReadUpTo(offset, limits, /*written=*/false);
+}
+
+absl::StatusOr<std::vector<Record>> DiskLogImpl::ReadWritten(int64_t offset,
+                                                             ReadLimits limits) const {
+  return ReadUpTo(offset, limits, /*written=*/true);
+}
+
+absl::StatusOr<std::vector<Record>> DiskLogImpl::ReadUpTo(int64_t offset, ReadLimits limits,
+                                                          bool written) const {
   if (offset < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("Read from ", options_.dir, ": offset ", offset, " is negative"));
@@ -260,9 +270,11 @@ absl::StatusOr<std::vector<Record>> DiskLogImpl::Read(int64_t offset, ReadLimits
     return absl::InvalidArgumentError(
         absl::StrCat("Read from ", options_.dir, ": ReadLimits.max_records is 0"));
   }
-  // The limit first: every record below it is then in a published segment.
-  const int64_t limit = readable_offset_.load(std::memory_order_acquire);
-  if (offset < FirstOffset() || offset > NextOffset()) return RangeError(offset);
+  // The limit first: every record below it is then in a published segment
+  // (or, written, below its size()).
+  const int64_t limit = written ? written_limit_.load(std::memory_order_acquire)
+                                : readable_offset_.load(std::memory_order_acquire);
+  if (offset < FirstOffset() || offset > limit) return RangeError(offset, limit);
   std::vector<Record> out;
   size_t bytes = 0;
   int64_t cur = offset;
@@ -277,11 +289,11 @@ absl::StatusOr<std::vector<Record>> DiskLogImpl::Read(int64_t offset, ReadLimits
     }
     if (segment == nullptr) {
       // Trimmed while we read.
-      if (out.empty()) return RangeError(cur);
+      if (out.empty()) return RangeError(cur, limit);
       break;
     }
     ONCE_ASSIGN_OR_RETURN(const Segment::ReadResult r,
-                          segment->Read(cur, limit, limits, &out, &bytes));
+                          segment->Read(cur, limit, limits, &out, &bytes, written));
     if (r.full || r.next_offset <= cur) break;
     cur = r.next_offset;
   }

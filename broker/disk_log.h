@@ -43,6 +43,11 @@ struct DiskLogOptions {
   // while the log is open: the log's destructor waits for them. Without
   // one, AppendAsync is Append followed by its callback.
   std::function<void(absl::AnyInvocable<void()>)> executor;
+  // kAlways: called after each group commit's write and before its
+  // fdatasync, outside the log's locks: what it wrote can be read with
+  // ReadWritten now (the broker wakes exactly-once groups with it). Quick,
+  // and must not append to this log.
+  std::function<void()> on_written;
 };
 
 // What Open found and did; also logged.

@@ -164,7 +164,12 @@ bool DiskLogImpl::CombineGroup() {
   int64_t end = 0;
   bool sync_due = false;
   absl::Status status = Write(group, &end, &sync_due);
-  if (status.ok() && end > 0) status = WaitDurable(end);
+  if (status.ok() && end > 0) {
+    if (options_.on_written) options_.on_written();
+    status = WaitDurable(end);
+  }
+  // A failed write or sync fails the waiters too.
+  AnswerDurableWaiters();
   const absl::Duration took = absl::Now() - start;
   bool more_queued = false;
   {
@@ -276,6 +281,7 @@ absl::Status DiskLogImpl::Write(absl::Span<PendingAppend* const> group, int64_t*
     return written;
   }
   next_offset_.store(next, std::memory_order_release);
+  written_limit_.store(next, std::memory_order_release);
   absl::MutexLock sync_lock(&sync_mu_);
   if (written_segment_.get() != active_.get()) written_segment_ = active_;
   written_size_ = active_->size();
@@ -321,6 +327,7 @@ absl::Status DiskLogImpl::Roll() {
     last_sync_ms_ = options_.clock->NowMs();
   }
   WakeWaiters();  // the roll's sync covered them
+  AnswerDurableWaiters();
   absl::Status indexed = old->WriteIndexFile();
   if (!indexed.ok()) {
     // Only an accelerator: the next open rebuilds it from the log.
@@ -392,6 +399,48 @@ void DiskLogImpl::LeadSync() {
   }
   leading_.store(false, std::memory_order_release);
   WakeWaiters();
+  if (needed) AnswerDurableWaiters();
+}
+
+void DiskLogImpl::WhenDurable(int64_t offset, DurableCallback done) {
+  absl::Status status;
+  {
+    absl::MutexLock lock(&sync_mu_);
+    // Under kInterval and kNever a written record is as durable as the
+    // policy makes it (and readable).
+    if (options_.fsync == FsyncPolicy::kAlways && durable_offset_ < offset) {
+      if (failure_.ok()) {
+        durable_waiters_.push_back({offset, std::move(done)});
+        return;
+      }
+      status = FailureStatus();
+    }
+  }
+  std::move(done)(status);
+}
+
+void DiskLogImpl::AnswerDurableWaiters() {
+  std::vector<DurableCallback> durable;
+  std::vector<DurableCallback> failed;
+  absl::Status failure;
+  {
+    absl::MutexLock lock(&sync_mu_);
+    if (durable_waiters_.empty()) return;
+    if (!failure_.ok()) failure = FailureStatus();
+    std::vector<DurableWaiter> waiting;
+    for (DurableWaiter& w : durable_waiters_) {
+      if (w.offset <= durable_offset_) {
+        durable.push_back(std::move(w.done));
+      } else if (!failure.ok()) {
+        failed.push_back(std::move(w.done));
+      } else {
+        waiting.push_back(std::move(w));
+      }
+    }
+    durable_waiters_.swap(waiting);
+  }
+  for (DurableCallback& done : durable) std::move(done)(absl::OkStatus());
+  for (DurableCallback& done : failed) std::move(done)(failure);
 }
 
 absl::Status DiskLogImpl::Sync() {

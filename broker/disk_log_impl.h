@@ -16,6 +16,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
@@ -58,7 +59,9 @@ namespace once::broker {
 // it is durable under the policy (kAlways: after the fdatasync that covers
 // it; otherwise after its write). So a consumer never sees a record that a
 // crash could then take away under kAlways. readable_offset_ and each
-// segment's readable size are advanced together under sync_mu_.
+// segment's readable size are advanced together under sync_mu_. ReadWritten
+// sees a record once written (written_limit_, segments' size()), for a
+// reader that waits with WhenDurable before anything depends on it.
 class DiskLogImpl final : public DiskLog {
  public:
   explicit DiskLogImpl(DiskLogOptions options) : options_(std::move(options)) {}
@@ -73,6 +76,16 @@ class DiskLogImpl final : public DiskLog {
     }
     absl::Status s = Sync();
     if (!s.ok()) spdlog::error("disk log {}: sync at close failed: {}", options_.dir, s.ToString());
+    AnswerDurableWaiters();
+    std::vector<DurableWaiter> left;
+    {
+      absl::MutexLock lock(&sync_mu_);
+      left.swap(durable_waiters_);
+    }
+    for (DurableWaiter& w : left) {
+      std::move(w.done)(absl::UnavailableError(absl::StrCat(
+          "disk log ", options_.dir, " closed before offset ", w.offset, " was durable")));
+    }
     // A closed log's files end where their records do (after a crash, the
     // next open cuts the reserve instead).
     absl::MutexLock lock(&append_mu_);
@@ -92,6 +105,9 @@ class DiskLogImpl final : public DiskLog {
                                 int64_t retention_bytes) override;
   absl::StatusOr<int64_t> OffsetForTime(int64_t time_ms) const override;
   absl::Status Sync() override;
+  int64_t WrittenOffset() const override { return written_limit_.load(std::memory_order_acquire); }
+  absl::StatusOr<std::vector<Record>> ReadWritten(int64_t offset, ReadLimits limits) const override;
+  void WhenDurable(int64_t offset, DurableCallback done) override;
   int64_t FirstOffset() const override { return first_offset_.load(std::memory_order_acquire); }
   // What readers can see: under kAlways a written record is readable (and
   // counted here) only once durable, so that a group never plans a read of
@@ -165,7 +181,14 @@ class DiskLogImpl final : public DiskLog {
   // Unlinks `victims` (already out of segments_), oldest first.
   absl::Status RemoveSegments(const std::vector<std::shared_ptr<Segment>>& victims)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(remove_mu_);
-  absl::Status RangeError(int64_t offset) const;
+  absl::Status RangeError(int64_t offset, int64_t end) const;
+  // Read and ReadWritten: up to `limit` (readable_offset_ or
+  // written_limit_).
+  absl::StatusOr<std::vector<Record>> ReadUpTo(int64_t offset, ReadLimits limits,
+                                               bool written) const;
+  // Answers the WhenDurable callers whose records are durable now (or can
+  // no longer be: the log failed), outside every lock.
+  void AnswerDurableWaiters() ABSL_LOCKS_EXCLUDED(sync_mu_);
   // Recovery helpers.
   absl::Status DropSegmentFiles(const std::vector<int64_t>& bases, int64_t* dropped_bytes);
 
@@ -200,6 +223,12 @@ class DiskLogImpl final : public DiskLog {
   WakeWord sync_round_;
   int64_t last_sync_ms_ ABSL_GUARDED_BY(sync_mu_) = 0;
   absl::Status failure_ ABSL_GUARDED_BY(sync_mu_);
+  // WhenDurable callers waiting for durable_offset_ to reach `offset`.
+  struct DurableWaiter {
+    int64_t offset = 0;
+    DurableCallback done;
+  };
+  std::vector<DurableWaiter> durable_waiters_ ABSL_GUARDED_BY(sync_mu_);
 
   // Group commit (kAlways): the appends waiting for the combiner, whether
   // one is active, how many appends the next group should gather (see
@@ -217,6 +246,9 @@ class DiskLogImpl final : public DiskLog {
   std::atomic<bool> failed_{false};
 
   std::atomic<int64_t> readable_offset_{0};
+  // What ReadWritten sees: >= readable_offset_; stored after the segment's
+  // write (so every record below it is in a segment's size()).
+  std::atomic<int64_t> written_limit_{0};
   std::atomic<int64_t> appends_{0};
   std::atomic<int64_t> syncs_{0};
 };

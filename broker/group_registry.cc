@@ -38,6 +38,11 @@ std::string FirstDifference(const GroupConfig& a, const GroupConfig& b) {
 
 }  // namespace
 
+GroupRegistry::~GroupRegistry() {
+  // Returns once no call is in flight.
+  broker_->SetWrittenListener({});
+}
+
 absl::StatusOr<std::unique_ptr<GroupRegistry>> GroupRegistry::Open(Broker* broker,
                                                                    GroupRegistryOptions options) {
   std::string path = options.db_path;
@@ -55,6 +60,12 @@ absl::StatusOr<std::unique_ptr<GroupRegistry>> GroupRegistry::Open(Broker* broke
   Clock* clock = options.clock != nullptr ? options.clock : broker->options().clock;
   std::unique_ptr<GroupRegistry> registry(
       new GroupRegistry(broker, clock, std::move(store), std::move(codec)));
+
+  // Exactly-once groups see a record once written: the coordinator PREPAREs
+  // it while its fdatasync runs (and decides once it is durable). Not under
+  // mu_, which NotifyWritten takes.
+  GroupRegistry* r = registry.get();
+  broker->SetWrittenListener([r](absl::string_view topic) { r->NotifyWritten(topic); });
 
   ONCE_ASSIGN_OR_RETURN(std::vector<StoredGroup> stored, registry->store_->LoadGroups());
   absl::MutexLock lock(&registry->mu_);
@@ -265,13 +276,38 @@ absl::Status GroupRegistry::DeleteTopicGroups(absl::string_view topic) {
   return absl::OkStatus();
 }
 
+namespace {
+
+bool ExactlyOnce(const ConsumerGroup& g) { return g.config().guarantee == Guarantee::kExactlyOnce; }
+
+// Whether the topic's appends call Broker's written listener (a disk log's
+// group commit under fsync=always).
+bool NotifiesWritten(const Topic& topic) {
+  return topic.config().backend == Backend::kDisk && topic.config().fsync == FsyncPolicy::kAlways;
+}
+
+}  // namespace
+
 void GroupRegistry::NotifyPublished(absl::string_view topic) {
   std::vector<std::shared_ptr<ConsumerGroup>> groups;
   {
     absl::MutexLock lock(&mu_);
     for (auto it = groups_.lower_bound(Key(topic, ""));
          it != groups_.end() && it->first.first == topic; ++it) {
+      if (ExactlyOnce(*it->second) && NotifiesWritten(*it->second->topic())) continue;
       groups.push_back(it->second);
+    }
+  }
+  for (const auto& g : groups) g->notifier().Notify();
+}
+
+void GroupRegistry::NotifyWritten(absl::string_view topic) {
+  std::vector<std::shared_ptr<ConsumerGroup>> groups;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = groups_.lower_bound(Key(topic, ""));
+         it != groups_.end() && it->first.first == topic; ++it) {
+      if (ExactlyOnce(*it->second)) groups.push_back(it->second);
     }
   }
   for (const auto& g : groups) g->notifier().Notify();

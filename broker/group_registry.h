@@ -61,9 +61,14 @@ class GroupRegistry {
  public:
   // Opens the store and every stored group. A group whose topic no longer
   // exists (deleted while the service was down) is deleted, and logged.
-  // `broker` is not owned and must outlive the registry.
+  // `broker` is not owned and must outlive the registry; the registry is
+  // its written listener (NotifyWritten) while it lives, so one registry
+  // per broker.
   static absl::StatusOr<std::unique_ptr<GroupRegistry>> Open(Broker* broker,
                                                              GroupRegistryOptions options);
+  ~GroupRegistry();
+  GroupRegistry(const GroupRegistry&) = delete;
+  GroupRegistry& operator=(const GroupRegistry&) = delete;
 
   // kCreated, or kAlreadyExists when the group exists with the same
   // settings. Errors: kNotFound (no such topic), kInvalidArgument (bad
@@ -89,8 +94,12 @@ class GroupRegistry {
   absl::Status DeleteTopicGroups(absl::string_view topic);
 
   // Wakes the waiters of every group of `topic` (the service calls it
-  // after a publish).
+  // after a publish), but its exactly-once groups when NotifyWritten woke
+  // them already (disk topics with fsync=always).
   void NotifyPublished(absl::string_view topic);
+  // Wakes the exactly-once groups of `topic`: records were written to it,
+  // not yet durable (the broker calls it: Broker::SetWrittenListener).
+  void NotifyWritten(absl::string_view topic);
 
   // Runs every group's Tick; returns the first error (all groups run).
   absl::Status Tick();

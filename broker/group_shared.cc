@@ -21,7 +21,7 @@ absl::StatusOr<std::unique_ptr<SharedGroup>> SharedGroup::Create(
   g->parts_.resize(n);
   for (int p = 0; p < n; ++p) {
     Partition& part = g->parts_[p];
-    part.log = g->ctx_.topic->partition(p);
+    part.log = g->PartitionLog(p);
     if (part.log == nullptr) {
       return absl::InternalError(absl::StrCat("topic \"", g->topic_name(), "\" has no partition ",
                                               p, " though it reports ", n));
@@ -194,7 +194,7 @@ absl::Status SharedGroup::Reset(const Position& to, int partition) {
   std::vector<std::pair<int, int64_t>> targets;
   for (int p = 0; p < n; ++p) {
     if (partition >= 0 && p != partition) continue;
-    absl::StatusOr<int64_t> at = ResolvePosition(*ctx_.topic->partition(p), to);
+    absl::StatusOr<int64_t> at = ResolvePosition(*PartitionLog(p), to);
     if (!at.ok()) return finish(at.status());
     targets.emplace_back(p, *at);
   }

@@ -104,6 +104,34 @@ class Log {
   // Makes every appended record durable now, whatever the policy.
   virtual absl::Status Sync() = 0;
 
+  // ---- Records written but not yet durable (the exactly-once path).
+  //
+  // Under fsync=always a disk log makes a record readable only once it is
+  // on stable storage. A reader that can wait for that later may see it as
+  // soon as it is written: the 2PC coordinator PREPAREs a batch while its
+  // fdatasync runs, and writes the COMMIT decision only once WhenDurable
+  // says the batch is durable (a crash before that loses the records and
+  // the transaction, which nobody decided: presumed abort). Everywhere
+  // else (memory logs, other policies) written and readable are the same.
+
+  // The offset after the last record written; >= NextOffset().
+  virtual int64_t WrittenOffset() const { return NextOffset(); }
+  // Read up to WrittenOffset() instead of NextOffset().
+  virtual absl::StatusOr<std::vector<Record>> ReadWritten(int64_t offset, ReadLimits limits) const {
+    return Read(offset, limits);
+  }
+  // What WhenDurable calls: OK once every record below the offset is
+  // durable under the policy, or the error that stops them from being (a
+  // failed fdatasync, a closed log).
+  using DurableCallback = absl::AnyInvocable<void(absl::Status) &&>;
+  // Calls `done` once every record below `offset` is durable: at once when
+  // they are, else from the thread that synced them (it must be quick and
+  // must not block on this log). `offset` <= WrittenOffset(). Thread-safe.
+  virtual void WhenDurable(int64_t offset, DurableCallback done) {
+    (void)offset;
+    std::move(done)(absl::OkStatus());
+  }
+
   virtual int64_t FirstOffset() const = 0;
   virtual int64_t NextOffset() const = 0;
   virtual LogStats Stats() const = 0;

@@ -96,10 +96,58 @@ class PartitionedTopic::FencedLog final : public Log {
   int64_t FirstOffset() const override { return inner_->FirstOffset(); }
   int64_t NextOffset() const override { return inner_->NextOffset(); }
   LogStats Stats() const override { return inner_->Stats(); }
+  int64_t WrittenOffset() const override { return inner_->WrittenOffset(); }
+  absl::StatusOr<std::vector<Record>> ReadWritten(int64_t offset,
+                                                  ReadLimits limits) const override {
+    return inner_->ReadWritten(offset, limits);
+  }
+  void WhenDurable(int64_t offset, DurableCallback done) override {
+    inner_->WhenDurable(offset, std::move(done));
+  }
 
  private:
   const std::unique_ptr<Log> inner_;
   const PartitionedTopic* const topic_;
+};
+
+// What written_partition() hands out: the partition as ReadWritten sees it
+// (NextOffset is WrittenOffset, Read is ReadWritten); the rest forwards.
+class PartitionedTopic::WrittenView final : public Log {
+ public:
+  explicit WrittenView(Log* log) : log_(log) {}
+
+  absl::StatusOr<int64_t> Append(absl::Span<const Record> records) override {
+    return log_->Append(records);
+  }
+  void AppendAsync(std::vector<Record> records, AsyncStart start, AppendCallback done) override {
+    log_->AppendAsync(std::move(records), start, std::move(done));
+  }
+  absl::StatusOr<std::vector<Record>> Read(int64_t offset, ReadLimits limits) const override {
+    return log_->ReadWritten(offset, limits);
+  }
+  absl::Status TrimBefore(int64_t offset) override { return log_->TrimBefore(offset); }
+  absl::Status EnforceRetention(int64_t now_ms, int64_t retention_ms,
+                                int64_t retention_bytes) override {
+    return log_->EnforceRetention(now_ms, retention_ms, retention_bytes);
+  }
+  absl::StatusOr<int64_t> OffsetForTime(int64_t time_ms) const override {
+    return log_->OffsetForTime(time_ms);
+  }
+  absl::Status Sync() override { return log_->Sync(); }
+  int64_t FirstOffset() const override { return log_->FirstOffset(); }
+  int64_t NextOffset() const override { return log_->WrittenOffset(); }
+  LogStats Stats() const override { return log_->Stats(); }
+  int64_t WrittenOffset() const override { return log_->WrittenOffset(); }
+  absl::StatusOr<std::vector<Record>> ReadWritten(int64_t offset,
+                                                  ReadLimits limits) const override {
+    return log_->ReadWritten(offset, limits);
+  }
+  void WhenDurable(int64_t offset, DurableCallback done) override {
+    log_->WhenDurable(offset, std::move(done));
+  }
+
+ private:
+  Log* const log_;  // a FencedLog of the same topic
 };
 
 absl::StatusOr<std::unique_ptr<PartitionedTopic>> PartitionedTopic::Open(
@@ -137,6 +185,7 @@ PartitionedTopic::PartitionedTopic(std::string name, TopicConfig config,
       clock_(clock),
       budget_(std::move(budget)),
       partitions_(Fenced(std::move(partitions), this)),
+      written_views_(WrittenViews(partitions_)),
       partitioner_(config.partitions),
       dedup_(config.dedup_window_ms > 0
                  ? std::make_unique<DedupIndex>(config.dedup_window_ms, config.dedup_max_entries)
@@ -148,6 +197,15 @@ std::vector<std::unique_ptr<Log>> PartitionedTopic::Fenced(std::vector<std::uniq
   // `topic` is under construction: FencedLog only stores the pointer.
   for (std::unique_ptr<Log>& log : logs) log = std::make_unique<FencedLog>(std::move(log), topic);
   return logs;
+}
+
+std::vector<std::unique_ptr<Log>> PartitionedTopic::WrittenViews(
+    const std::vector<std::unique_ptr<Log>>& logs) {
+  std::vector<std::unique_ptr<Log>> views;
+  views.reserve(logs.size());
+  for (const std::unique_ptr<Log>& log : logs)
+    views.push_back(std::make_unique<WrittenView>(log.get()));
+  return views;
 }
 
 absl::Status PartitionedTopic::RebuildDedupIndex() {
@@ -463,6 +521,11 @@ absl::StatusOr<std::vector<Record>> PartitionedTopic::Read(int partition, int64_
 Log* PartitionedTopic::partition(int index) const {
   if (index < 0 || index >= config_.partitions) return nullptr;
   return partitions_[static_cast<size_t>(index)].get();
+}
+
+Log* PartitionedTopic::written_partition(int index) const {
+  if (index < 0 || index >= config_.partitions) return nullptr;
+  return written_views_[static_cast<size_t>(index)].get();
 }
 
 TopicDescription PartitionedTopic::Describe() const {

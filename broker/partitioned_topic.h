@@ -68,6 +68,7 @@ class PartitionedTopic final : public Topic {
   absl::StatusOr<std::vector<Record>> Read(int partition, int64_t offset,
                                            ReadLimits limits) const override;
   Log* partition(int index) const override;
+  Log* written_partition(int index) const override;
   TopicDescription Describe() const override;
 
   // One maintenance pass at `now_ms`: retention on every partition, a Sync
@@ -121,6 +122,9 @@ class PartitionedTopic final : public Topic {
   class FencedLog;
   static std::vector<std::unique_ptr<Log>> Fenced(std::vector<std::unique_ptr<Log>> logs,
                                                   const PartitionedTopic* topic);
+  class WrittenView;
+  static std::vector<std::unique_ptr<Log>> WrittenViews(
+      const std::vector<std::unique_ptr<Log>>& logs);
 
   const std::string name_;
   const TopicConfig config_;
@@ -128,7 +132,8 @@ class PartitionedTopic final : public Topic {
   // Declared before partitions_ so that it is destroyed after them: memory
   // logs give their bytes back to it when destroyed.
   const std::shared_ptr<MemoryBudget> budget_;
-  const std::vector<std::unique_ptr<Log>> partitions_;  // FencedLogs
+  const std::vector<std::unique_ptr<Log>> partitions_;     // FencedLogs
+  const std::vector<std::unique_ptr<Log>> written_views_;  // WrittenViews of partitions_
   Partitioner partitioner_;
   const std::unique_ptr<DedupIndex> dedup_;
 

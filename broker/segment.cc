@@ -583,10 +583,12 @@ IndexEntry Segment::Seek(int64_t offset) const {
 
 absl::StatusOr<Segment::ReadResult> Segment::Read(int64_t offset, int64_t limit_offset,
                                                   const ReadLimits& limits,
-                                                  std::vector<Record>* out, size_t* bytes) const {
+                                                  std::vector<Record>* out, size_t* bytes,
+                                                  bool written) const {
   ReadResult result;
   result.next_offset = offset;
-  const int64_t end = readable_size();
+  // size() moves only after a write completed (Append).
+  const int64_t end = written ? size() : readable_size();
   const IndexEntry start = Seek(offset);
   FrameCursor cursor(log_, start.position, end, kReadChunk);
   int64_t expected = start.offset;

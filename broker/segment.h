@@ -191,12 +191,14 @@ class Segment {
     bool full = false;        // `limits` stopped the read
   };
 
-  // Appends to `out` the readable records with offsets in
-  // [offset, limit_offset), in order, while `out` stays within `limits`
-  // (`*bytes` counts the PayloadBytes already in `out`). kDataLoss, naming
-  // the file and byte position, when a frame is damaged.
+  // Appends to `out` the readable records (every written one when
+  // `written`: see Log::ReadWritten) with offsets in [offset, limit_offset),
+  // in order, while `out` stays within `limits` (`*bytes` counts the
+  // PayloadBytes already in `out`). kDataLoss, naming the file and byte
+  // position, when a frame is damaged.
   absl::StatusOr<ReadResult> Read(int64_t offset, int64_t limit_offset, const ReadLimits& limits,
-                                  std::vector<Record>* out, size_t* bytes) const;
+                                  std::vector<Record>* out, size_t* bytes,
+                                  bool written = false) const;
 
   // The offset of the first readable record below `limit_offset` whose
   // timestamp is >= `time_ms`, or nullopt when there is none here.

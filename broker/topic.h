@@ -73,6 +73,11 @@ class Topic {
   // The partition's log, for consumer groups. nullptr when out of range.
   // The Topic owns it; valid while the Topic lives.
   virtual Log* partition(int index) const = 0;
+  // The partition's log as exactly-once groups read it: records are there
+  // once written, before they are durable (see Log::ReadWritten); the 2PC
+  // coordinator waits with Log::WhenDurable before it decides. Same
+  // ownership as partition().
+  virtual Log* written_partition(int index) const { return partition(index); }
 
   virtual TopicDescription Describe() const = 0;
 };

@@ -1,6 +1,9 @@
 // The commit point (pin, then the COMMIT record in the group commit), the
 // COMMIT (re-)sends and DONE. See txn_coordinator.h.
 #include <algorithm>
+#include <atomic>
+#include <memory>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -26,6 +29,92 @@ protocol::Error ErrorFrame(absl::string_view code, std::string message, int stat
 
 void TxnCoordinator::DecideCommit(const std::string& txn_id,
                                   std::function<void(absl::Status)> done) {
+  std::shared_ptr<broker::ConsumerGroup> group;
+  std::vector<broker::DeliveryToken> handles;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = txns_.find(txn_id);
+    if (it != txns_.end() && it->second.committing) {
+      group = it->second.group;
+      handles = it->second.handles;
+    }
+  }
+  if (group == nullptr || handles.empty()) {
+    PinAndWriteCommit(txn_id, std::move(done));
+    return;
+  }
+  // No COMMIT record for records a crash could still take away: the
+  // PREPARE went out once they were written; the decision waits for their
+  // fdatasync (mostly over by the time the vote is in).
+  AfterDurable(*group, handles, [this, txn_id, done = std::move(done)](absl::Status s) mutable {
+    if (s.ok()) {
+      PinAndWriteCommit(txn_id, std::move(done));
+      return;
+    }
+    Aftermath after;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = txns_.find(txn_id);
+      if (it == txns_.end() || !it->second.committing) {
+        if (done) done(absl::FailedPreconditionError(absl::StrCat("txn ", txn_id, " is not open")));
+        return;
+      }
+      Txn& t = it->second;
+      t.committing = false;
+      Abort(t, TxnEvent::kPinRefused, "not_durable",
+            absl::StrCat("its messages could not be made durable in the broker: ", s.message()),
+            /*send_frame=*/true, /*release=*/true, &after);
+    }
+    RunSoon(std::move(after));
+    if (done) done(absl::AbortedError(absl::StrCat("txn ", txn_id, " aborted: ", s.message())));
+  });
+}
+
+void TxnCoordinator::AfterDurable(const broker::ConsumerGroup& group,
+                                  absl::Span<const broker::DeliveryToken> handles,
+                                  absl::AnyInvocable<void(absl::Status)> task) {
+  std::vector<broker::MessagePosition> positions;
+  positions.reserve(handles.size());
+  for (const broker::DeliveryToken& h : handles) positions.push_back({h.partition, h.offset});
+  // The answer is inline when it comes on this thread before WhenDurable
+  // returns; else from a log's sync, which must not run the task itself.
+  struct Call {
+    std::thread::id caller = std::this_thread::get_id();
+    std::atomic<bool> returned{false};
+  };
+  auto call = std::make_shared<Call>();
+  group.WhenDurable(
+      positions, [call, life = life_, task = std::move(task)](absl::Status s) mutable {
+        if (!call->returned.load(std::memory_order_acquire) &&
+            std::this_thread::get_id() == call->caller) {
+          task(std::move(s));
+          return;
+        }
+        TxnCoordinator* engine;
+        {
+          absl::MutexLock lock(&life->mu);
+          engine = life->engine;
+          if (engine == nullptr) return;
+          ++life->running;
+        }
+        bool shut_down;
+        {
+          absl::MutexLock lock(&engine->mu_);
+          shut_down = engine->shutdown_;
+        }
+        if (!shut_down) {
+          // The executor takes copyable functions.
+          auto shared = std::make_shared<absl::AnyInvocable<void(absl::Status)>>(std::move(task));
+          engine->executor_([shared, s = std::move(s)] { (*shared)(s); });
+        }
+        absl::MutexLock lock(&life->mu);
+        --life->running;
+      });
+  call->returned.store(true, std::memory_order_release);
+}
+
+void TxnCoordinator::PinAndWriteCommit(const std::string& txn_id,
+                                       std::function<void(absl::Status)> done) {
   std::shared_ptr<broker::ConsumerGroup> group;
   std::vector<broker::DeliveryToken> handles;
   TxnRecord record;

@@ -168,15 +168,24 @@ void TxnCoordinator::Abort(Txn& txn, TxnEvent event, absl::string_view label,
 
 void TxnCoordinator::Run(Aftermath after) {
   for (auto& [group, handles] : after.nacks) {
-    absl::StatusOr<broker::AckResult> r = group->NackHandles(handles, broker::NackAction::kRequeue);
-    if (!r.ok()) {
-      spdlog::warn("releasing {} lease(s) of group \"{}\": {}", handles.size(), group->name(),
-                   r.status().ToString());
-    } else if (!r->refused.empty()) {
-      // Expired meanwhile (redelivered already) or pinned: nothing to do.
-      spdlog::debug("releasing leases of group \"{}\": {}", group->name(),
-                    r->ToStatus().ToString());
-    }
+    // Released only once durable: a release may dead-letter, and the group
+    // store must hold nothing about records a crash could take away.
+    AfterDurable(*group, handles, [group, handles](absl::Status s) {
+      if (!s.ok()) {
+        spdlog::warn("releasing {} lease(s) of group \"{}\" whose records are not durable: {}",
+                     handles.size(), group->name(), s.ToString());
+      }
+      absl::StatusOr<broker::AckResult> r =
+          group->NackHandles(handles, broker::NackAction::kRequeue);
+      if (!r.ok()) {
+        spdlog::warn("releasing {} lease(s) of group \"{}\": {}", handles.size(), group->name(),
+                     r.status().ToString());
+      } else if (!r->refused.empty()) {
+        // Expired meanwhile (redelivered already) or pinned: nothing to do.
+        spdlog::debug("releasing leases of group \"{}\": {}", group->name(),
+                      r->ToStatus().ToString());
+      }
+    });
   }
   for (const std::string& txn : after.attempts) {
     if (absl::Status s = store_->RecordAttempt(txn); !s.ok()) {

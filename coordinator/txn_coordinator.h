@@ -256,8 +256,18 @@ class TxnCoordinator {
   // Run, but on the executor if it releases leases (a broker write): for
   // the callers that must not wait for I/O.
   void RunSoon(Aftermath after);
-  // Pins T's leases, then submits its COMMIT record (T is `committing`).
+  // Waits until T's records are durable in the broker (they were PREPAREd
+  // once written, see broker::Topic::written_partition), pins T's leases,
+  // then submits its COMMIT record (T is `committing`).
   void DecideCommit(const std::string& txn_id, std::function<void(absl::Status)> done = nullptr);
+  // DecideCommit once T's records are durable.
+  void PinAndWriteCommit(const std::string& txn_id, std::function<void(absl::Status)> done);
+  // Runs `task` once the records under `handles` are durable in the
+  // group's topic (with the status of broker::ConsumerGroup::WhenDurable):
+  // here when they are already, else on the executor (not after Shutdown).
+  void AfterDurable(const broker::ConsumerGroup& group,
+                    absl::Span<const broker::DeliveryToken> handles,
+                    absl::AnyInvocable<void(absl::Status)> task);
   void OnCommitWritten(const std::string& txn_id, absl::Status status,
                        const std::function<void(absl::Status)>& done);
   void SendCommitLocked(Txn& txn, Aftermath* after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

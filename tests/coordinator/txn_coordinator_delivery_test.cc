@@ -5,6 +5,7 @@
 #include "coordinator/txn_coordinator.h"
 
 #include <algorithm>
+#include <atomic>
 #include <optional>
 #include <string>
 #include <vector>
@@ -56,6 +57,50 @@ TEST_F(TxnCoordinatorTest, CommitPathDeletesTheBatch) {
   EXPECT_EQ(Acked(), 3);
   EXPECT_EQ(group_->Describe().lag, 0);
   EXPECT_EQ(ch->Count<protocol::Prepare>(), 1);
+}
+
+// A message is PREPAREd once written, before its fdatasync; the COMMIT
+// record waits until it is durable. The test's notifier listener runs
+// inside the publish's group commit, between the write and the sync, after
+// the engine's own (added at HELLO) sent the PREPARE: it votes YES there
+// and sees no COMMIT for as long as it keeps the sync from running.
+TEST_F(TxnCoordinatorTest, TheCommitRecordWaitsUntilThePreparedMessagesAreDurable) {
+  auto ch = NewChannel();
+  protocol::Welcome w = Hello(ch);
+  struct Seen {
+    std::atomic<bool> ran{false};
+    std::string txn;
+    int64_t durable_end = -1;
+    int commits = -1;
+    bool recorded = true;
+  } seen;
+  broker::Log* log = group_->topic()->partition(0);
+  const int64_t id = group_->notifier().AddListener([&] {
+    if (seen.ran.exchange(true)) return;
+    std::optional<protocol::Prepare> p = ch->Next<protocol::Prepare>(&ch->cursor);
+    if (!p.has_value()) return;
+    seen.txn = p->txn;
+    seen.durable_end = log->NextOffset();
+    Vote(ch, w, p->txn, true);
+    // Long enough for the store's writer to commit a record written at once.
+    absl::SleepFor(absl::Milliseconds(200));
+    seen.commits = ch->Count<protocol::Commit>();
+    absl::StatusOr<std::optional<TxnRecord>> rec = store_->Find(p->txn);
+    seen.recorded = !rec.ok() || rec->has_value();
+  });
+  Publish(1);
+  group_->notifier().RemoveListener(id);
+  ASSERT_FALSE(seen.txn.empty()) << "no PREPARE before the message was durable";
+  EXPECT_EQ(seen.durable_end, 0) << "the message was durable already";
+  EXPECT_EQ(seen.commits, 0) << "COMMIT sent before the message was durable";
+  EXPECT_FALSE(seen.recorded) << "COMMIT record written before the message was durable";
+  // Durable now: the decision is written and the COMMIT sent.
+  std::optional<protocol::Commit> c = ch->Next<protocol::Commit>(&ch->cursor);
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->txn, seen.txn);
+  Done(ch, w, seen.txn);
+  ASSERT_TRUE(WaitDone(seen.txn));
+  EXPECT_EQ(Acked(), 1);
 }
 
 // The histograms time on the monotonic clock, not on the (frozen, fake)
