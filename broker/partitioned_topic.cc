@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "broker/forwarding_log.h"
 #include "schema/status_macros.h"
 
 namespace once::broker {
@@ -40,15 +41,17 @@ struct PartitionBatch {
 
 }  // namespace
 
-class PartitionedTopic::FencedLog final : public Log {
+// Fences the calls that change files: they hold fence_mu_ shared and are
+// refused once the topic is deleted. Reads go straight through.
+class PartitionedTopic::FencedLog final : public ForwardingLog {
  public:
   FencedLog(std::unique_ptr<Log> inner, const PartitionedTopic* topic)
-      : inner_(std::move(inner)), topic_(topic) {}
+      : ForwardingLog(inner.get()), owned_(std::move(inner)), topic_(topic) {}
 
   absl::StatusOr<int64_t> Append(absl::Span<const Record> records) override {
     absl::ReaderMutexLock lock(&topic_->fence_mu_);
     if (topic_->deleted_) return topic_->DeletedError();
-    return inner_->Append(records);
+    return inner()->Append(records);
   }
   // Counted from here to its callback's return: MarkDeleted and the topic's
   // destructor wait for the appends in flight.
@@ -63,7 +66,7 @@ class PartitionedTopic::FencedLog final : public Log {
       std::move(done)(topic_->DeletedError());
       return;
     }
-    inner_->AppendAsync(
+    inner()->AppendAsync(
         std::move(records), start,
         [topic = topic_, done = std::move(done)](absl::StatusOr<int64_t> first) mutable {
           std::move(done)(std::move(first));
@@ -73,81 +76,36 @@ class PartitionedTopic::FencedLog final : public Log {
   absl::Status TrimBefore(int64_t offset) override {
     absl::ReaderMutexLock lock(&topic_->fence_mu_);
     if (topic_->deleted_) return topic_->DeletedError();
-    return inner_->TrimBefore(offset);
+    return inner()->TrimBefore(offset);
   }
   absl::Status EnforceRetention(int64_t now_ms, int64_t retention_ms,
                                 int64_t retention_bytes) override {
     absl::ReaderMutexLock lock(&topic_->fence_mu_);
     if (topic_->deleted_) return topic_->DeletedError();
-    return inner_->EnforceRetention(now_ms, retention_ms, retention_bytes);
+    return inner()->EnforceRetention(now_ms, retention_ms, retention_bytes);
   }
   absl::Status Sync() override {
     absl::ReaderMutexLock lock(&topic_->fence_mu_);
     if (topic_->deleted_) return topic_->DeletedError();
-    return inner_->Sync();
-  }
-
-  absl::StatusOr<std::vector<Record>> Read(int64_t offset, ReadLimits limits) const override {
-    return inner_->Read(offset, limits);
-  }
-  absl::StatusOr<int64_t> OffsetForTime(int64_t time_ms) const override {
-    return inner_->OffsetForTime(time_ms);
-  }
-  int64_t FirstOffset() const override { return inner_->FirstOffset(); }
-  int64_t NextOffset() const override { return inner_->NextOffset(); }
-  LogStats Stats() const override { return inner_->Stats(); }
-  int64_t WrittenOffset() const override { return inner_->WrittenOffset(); }
-  absl::StatusOr<std::vector<Record>> ReadWritten(int64_t offset,
-                                                  ReadLimits limits) const override {
-    return inner_->ReadWritten(offset, limits);
-  }
-  void WhenDurable(int64_t offset, DurableCallback done) override {
-    inner_->WhenDurable(offset, std::move(done));
+    return inner()->Sync();
   }
 
  private:
-  const std::unique_ptr<Log> inner_;
+  const std::unique_ptr<Log> owned_;
   const PartitionedTopic* const topic_;
 };
 
 // What written_partition() hands out: the partition as ReadWritten sees it
-// (NextOffset is WrittenOffset, Read is ReadWritten); the rest forwards.
-class PartitionedTopic::WrittenView final : public Log {
+// (NextOffset is WrittenOffset, Read is ReadWritten); the rest forwards to
+// the FencedLog.
+class PartitionedTopic::WrittenView final : public ForwardingLog {
  public:
-  explicit WrittenView(Log* log) : log_(log) {}
+  using ForwardingLog::ForwardingLog;
 
-  absl::StatusOr<int64_t> Append(absl::Span<const Record> records) override {
-    return log_->Append(records);
-  }
-  void AppendAsync(std::vector<Record> records, AsyncStart start, AppendCallback done) override {
-    log_->AppendAsync(std::move(records), start, std::move(done));
-  }
   absl::StatusOr<std::vector<Record>> Read(int64_t offset, ReadLimits limits) const override {
-    return log_->ReadWritten(offset, limits);
+    return inner()->ReadWritten(offset, limits);
   }
-  absl::Status TrimBefore(int64_t offset) override { return log_->TrimBefore(offset); }
-  absl::Status EnforceRetention(int64_t now_ms, int64_t retention_ms,
-                                int64_t retention_bytes) override {
-    return log_->EnforceRetention(now_ms, retention_ms, retention_bytes);
-  }
-  absl::StatusOr<int64_t> OffsetForTime(int64_t time_ms) const override {
-    return log_->OffsetForTime(time_ms);
-  }
-  absl::Status Sync() override { return log_->Sync(); }
-  int64_t FirstOffset() const override { return log_->FirstOffset(); }
-  int64_t NextOffset() const override { return log_->WrittenOffset(); }
-  LogStats Stats() const override { return log_->Stats(); }
-  int64_t WrittenOffset() const override { return log_->WrittenOffset(); }
-  absl::StatusOr<std::vector<Record>> ReadWritten(int64_t offset,
-                                                  ReadLimits limits) const override {
-    return log_->ReadWritten(offset, limits);
-  }
-  void WhenDurable(int64_t offset, DurableCallback done) override {
-    log_->WhenDurable(offset, std::move(done));
-  }
-
- private:
-  Log* const log_;  // a FencedLog of the same topic
+  int64_t NextOffset() const override { return inner()->WrittenOffset(); }
 };
 
 absl::StatusOr<std::unique_ptr<PartitionedTopic>> PartitionedTopic::Open(

@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "broker/forwarding_log.h"
 #include "broker/log.h"
 #include "broker/memory_log.h"
 #include "broker/partitioned_topic.h"
@@ -40,32 +41,24 @@ Record Msg(std::string value, std::string idempotency_key = "", std::string key 
 
 // A Log that forwards to a memory log, but whose appends can be made to
 // fail.
-class FailingLog final : public Log {
+class FailingLog final : public ForwardingLog {
  public:
   FailingLog(MemoryBudget* budget, std::shared_ptr<std::atomic<bool>> fail)
-      : inner_(NewMemoryLog(budget)), fail_(std::move(fail)) {}
+      : FailingLog(NewMemoryLog(budget), std::move(fail)) {}
   absl::StatusOr<int64_t> Append(absl::Span<const Record> records) override {
     if (fail_->load()) return absl::UnavailableError("injected append failure");
-    return inner_->Append(records);
+    return inner()->Append(records);
   }
-  absl::StatusOr<std::vector<Record>> Read(int64_t offset, ReadLimits limits) const override {
-    return inner_->Read(offset, limits);
+  // Through Append above.
+  void AppendAsync(std::vector<Record> records, AsyncStart start, AppendCallback done) override {
+    Log::AppendAsync(std::move(records), start, std::move(done));
   }
-  absl::Status TrimBefore(int64_t offset) override { return inner_->TrimBefore(offset); }
-  absl::Status EnforceRetention(int64_t now_ms, int64_t retention_ms,
-                                int64_t retention_bytes) override {
-    return inner_->EnforceRetention(now_ms, retention_ms, retention_bytes);
-  }
-  absl::StatusOr<int64_t> OffsetForTime(int64_t time_ms) const override {
-    return inner_->OffsetForTime(time_ms);
-  }
-  absl::Status Sync() override { return inner_->Sync(); }
-  int64_t FirstOffset() const override { return inner_->FirstOffset(); }
-  int64_t NextOffset() const override { return inner_->NextOffset(); }
-  LogStats Stats() const override { return inner_->Stats(); }
 
  private:
-  std::unique_ptr<Log> inner_;
+  FailingLog(std::unique_ptr<Log> owned, std::shared_ptr<std::atomic<bool>> fail)
+      : ForwardingLog(owned.get()), owned_(std::move(owned)), fail_(std::move(fail)) {}
+
+  const std::unique_ptr<Log> owned_;
   std::shared_ptr<std::atomic<bool>> fail_;
 };
 
