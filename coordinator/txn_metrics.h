@@ -12,7 +12,7 @@
 //   once_txn_commits_total, once_txn_done_total
 //   once_txn_aborts_total{reason}            vote_no, vote_timeout,
 //                                            disconnect, hello, pin_refused,
-//                                            forced
+//                                            not_durable, forced
 //
 // Thread-safe: one mutex around small maps; no I/O under it.
 #ifndef ONCE_COORDINATOR_TXN_METRICS_H_

@@ -70,7 +70,8 @@ enum class TxnEvent : uint8_t {
   kDisconnect,          // the participant's connection was lost or fenced
   kHelloPresumedAbort,  // the participant's HELLO listed T and was answered ABORT
   kDecideCommit,        // the group commit holding T's COMMIT record is durable
-  kPinRefused,          // the broker refused to pin T's leases at the commit point
+  kPinRefused,          // the broker cannot back B at the commit point: its leases
+                        // could not be pinned, or its messages not made durable
   kDone,                // DONE received and B deleted (acked) in the broker
   kForceCommit,         // operator's forced commit (audited)
   kForceAbort,          // operator's forced abort (audited)
