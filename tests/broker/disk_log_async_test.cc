@@ -78,21 +78,25 @@ TEST_F(DiskLogTest, AsyncAndBlockingAppendsShareSyncsAndAllSurviveAReopen) {
       r.value = absl::StrCat("async-", chain, "/", i);
       log->AppendAsync({r}, i % 2 == 0 ? Log::AsyncStart::kHere : Log::AsyncStart::kExecutor,
                        [&, chain, i](absl::StatusOr<int64_t> first) {
-                         absl::MutexLock lock(&mu);
-                         if (!first.ok()) {
-                           errors.push_back(first.status().ToString());
-                           ++chains_done;
-                           return;
+                         {
+                           absl::MutexLock lock(&mu);
+                           if (!first.ok()) {
+                             errors.push_back(first.status().ToString());
+                             ++chains_done;
+                             return;
+                           }
+                           // Durable, hence readable, when the callback runs.
+                           if (log->NextOffset() <= *first)
+                             errors.push_back(absl::StrCat("not readable: ", *first));
+                           chain_offsets[chain].push_back(*first);
+                           if (i + 1 == kPerAppender) {
+                             ++chains_done;
+                             return;
+                           }
                          }
-                         // Durable, hence readable, when the callback runs.
-                         if (log->NextOffset() <= *first)
-                           errors.push_back(absl::StrCat("not readable: ", *first));
-                         chain_offsets[chain].push_back(*first);
-                         if (i + 1 == kPerAppender) {
-                           ++chains_done;
-                         } else {
-                           submit(chain, i + 1);
-                         }
+                         // Not under mu: an append from here may run its
+                         // group commit, and this very callback, inline.
+                         submit(chain, i + 1);
                        });
     };
     for (int c = 0; c < kChains; ++c) submit(c, 0);
