@@ -218,7 +218,6 @@ absl::Status DiskLogImpl::Recover() {
   first_offset_.store(kept.front()->base_offset(), std::memory_order_release);
   next_offset_.store(next, std::memory_order_release);
   readable_offset_.store(next, std::memory_order_release);
-  written_limit_.store(next, std::memory_order_release);
   report_.segments = static_cast<int64_t>(kept.size());
   {
     absl::MutexLock lock(&sync_mu_);
@@ -272,7 +271,7 @@ absl::StatusOr<std::vector<Record>> DiskLogImpl::ReadUpTo(int64_t offset, ReadLi
   }
   // The limit first: every record below it is then in a published segment
   // (or, written, below its size()).
-  const int64_t limit = written ? written_limit_.load(std::memory_order_acquire)
+  const int64_t limit = written ? next_offset_.load(std::memory_order_acquire)
                                 : readable_offset_.load(std::memory_order_acquire);
   if (offset < FirstOffset() || offset > limit) return RangeError(offset, limit);
   std::vector<Record> out;

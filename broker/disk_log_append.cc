@@ -168,8 +168,9 @@ bool DiskLogImpl::CombineGroup() {
     if (options_.on_written) options_.on_written();
     status = WaitDurable(end);
   }
-  // A failed write or sync fails the waiters too.
-  AnswerDurableWaiters();
+  // The syncs answer the waiters they made durable (LeadSync, Roll); a
+  // failed write fails them here.
+  if (!status.ok()) AnswerDurableWaiters();
   const absl::Duration took = absl::Now() - start;
   bool more_queued = false;
   {
@@ -281,7 +282,6 @@ absl::Status DiskLogImpl::Write(absl::Span<PendingAppend* const> group, int64_t*
     return written;
   }
   next_offset_.store(next, std::memory_order_release);
-  written_limit_.store(next, std::memory_order_release);
   absl::MutexLock sync_lock(&sync_mu_);
   if (written_segment_.get() != active_.get()) written_segment_ = active_;
   written_size_ = active_->size();
@@ -419,20 +419,23 @@ void DiskLogImpl::WhenDurable(int64_t offset, DurableCallback done) {
   std::move(done)(status);
 }
 
-void DiskLogImpl::AnswerDurableWaiters() {
+void DiskLogImpl::AnswerDurableWaiters(bool closing) {
   std::vector<DurableCallback> durable;
-  std::vector<DurableCallback> failed;
-  absl::Status failure;
+  std::vector<std::pair<DurableCallback, absl::Status>> failed;
   {
     absl::MutexLock lock(&sync_mu_);
     if (durable_waiters_.empty()) return;
-    if (!failure_.ok()) failure = FailureStatus();
     std::vector<DurableWaiter> waiting;
     for (DurableWaiter& w : durable_waiters_) {
       if (w.offset <= durable_offset_) {
         durable.push_back(std::move(w.done));
-      } else if (!failure.ok()) {
-        failed.push_back(std::move(w.done));
+      } else if (!failure_.ok()) {
+        failed.emplace_back(std::move(w.done), FailureStatus());
+      } else if (closing) {
+        failed.emplace_back(
+            std::move(w.done),
+            absl::UnavailableError(absl::StrCat("disk log ", options_.dir, " closed before offset ",
+                                                w.offset, " was durable")));
       } else {
         waiting.push_back(std::move(w));
       }
@@ -440,7 +443,7 @@ void DiskLogImpl::AnswerDurableWaiters() {
     durable_waiters_.swap(waiting);
   }
   for (DurableCallback& done : durable) std::move(done)(absl::OkStatus());
-  for (DurableCallback& done : failed) std::move(done)(failure);
+  for (auto& [done, status] : failed) std::move(done)(std::move(status));
 }
 
 absl::Status DiskLogImpl::Sync() {

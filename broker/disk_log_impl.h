@@ -16,7 +16,6 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
@@ -60,8 +59,9 @@ namespace once::broker {
 // it; otherwise after its write). So a consumer never sees a record that a
 // crash could then take away under kAlways. readable_offset_ and each
 // segment's readable size are advanced together under sync_mu_. ReadWritten
-// sees a record once written (written_limit_, segments' size()), for a
-// reader that waits with WhenDurable before anything depends on it.
+// sees a record once written (next_offset_, segments' size(): both move
+// after the write), for a reader that waits with WhenDurable before
+// anything depends on it.
 class DiskLogImpl final : public DiskLog {
  public:
   explicit DiskLogImpl(DiskLogOptions options) : options_(std::move(options)) {}
@@ -76,16 +76,7 @@ class DiskLogImpl final : public DiskLog {
     }
     absl::Status s = Sync();
     if (!s.ok()) spdlog::error("disk log {}: sync at close failed: {}", options_.dir, s.ToString());
-    AnswerDurableWaiters();
-    std::vector<DurableWaiter> left;
-    {
-      absl::MutexLock lock(&sync_mu_);
-      left.swap(durable_waiters_);
-    }
-    for (DurableWaiter& w : left) {
-      std::move(w.done)(absl::UnavailableError(absl::StrCat(
-          "disk log ", options_.dir, " closed before offset ", w.offset, " was durable")));
-    }
+    AnswerDurableWaiters(/*closing=*/true);
     // A closed log's files end where their records do (after a crash, the
     // next open cuts the reserve instead).
     absl::MutexLock lock(&append_mu_);
@@ -105,7 +96,7 @@ class DiskLogImpl final : public DiskLog {
                                 int64_t retention_bytes) override;
   absl::StatusOr<int64_t> OffsetForTime(int64_t time_ms) const override;
   absl::Status Sync() override;
-  int64_t WrittenOffset() const override { return written_limit_.load(std::memory_order_acquire); }
+  int64_t WrittenOffset() const override { return next_offset_.load(std::memory_order_acquire); }
   absl::StatusOr<std::vector<Record>> ReadWritten(int64_t offset, ReadLimits limits) const override;
   void WhenDurable(int64_t offset, DurableCallback done) override;
   int64_t FirstOffset() const override { return first_offset_.load(std::memory_order_acquire); }
@@ -182,13 +173,12 @@ class DiskLogImpl final : public DiskLog {
   absl::Status RemoveSegments(const std::vector<std::shared_ptr<Segment>>& victims)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(remove_mu_);
   absl::Status RangeError(int64_t offset, int64_t end) const;
-  // Read and ReadWritten: up to `limit` (readable_offset_ or
-  // written_limit_).
+  // Read and ReadWritten: up to readable_offset_ or next_offset_.
   absl::StatusOr<std::vector<Record>> ReadUpTo(int64_t offset, ReadLimits limits,
                                                bool written) const;
-  // Answers the WhenDurable callers whose records are durable now (or can
-  // no longer be: the log failed), outside every lock.
-  void AnswerDurableWaiters() ABSL_LOCKS_EXCLUDED(sync_mu_);
+  // Answers the WhenDurable callers whose records are durable now, or can
+  // no longer be (the log failed, or is `closing`), outside every lock.
+  void AnswerDurableWaiters(bool closing = false) ABSL_LOCKS_EXCLUDED(sync_mu_);
   // Recovery helpers.
   absl::Status DropSegmentFiles(const std::vector<int64_t>& bases, int64_t* dropped_bytes);
 
@@ -205,7 +195,9 @@ class DiskLogImpl final : public DiskLog {
   absl::Mutex append_mu_ ABSL_ACQUIRED_BEFORE(sync_mu_, segments_mu_);
   std::shared_ptr<Segment> active_ ABSL_GUARDED_BY(append_mu_);
   FrameBatch batch_ ABSL_GUARDED_BY(append_mu_);
-  std::atomic<int64_t> next_offset_{0};  // written under append_mu_
+  // Written under append_mu_, after the segment's write: what Append
+  // numbers from and what ReadWritten sees.
+  std::atomic<int64_t> next_offset_{0};
 
   absl::Mutex sync_mu_;
   // How far the log is written: the segment holding the newest bytes, its
@@ -246,9 +238,6 @@ class DiskLogImpl final : public DiskLog {
   std::atomic<bool> failed_{false};
 
   std::atomic<int64_t> readable_offset_{0};
-  // What ReadWritten sees: >= readable_offset_; stored after the segment's
-  // write (so every record below it is in a segment's size()).
-  std::atomic<int64_t> written_limit_{0};
   std::atomic<int64_t> appends_{0};
   std::atomic<int64_t> syncs_{0};
 };
