@@ -289,27 +289,24 @@ bool NotifiesWritten(const Topic& topic) {
 }  // namespace
 
 void GroupRegistry::NotifyPublished(absl::string_view topic) {
-  std::vector<std::shared_ptr<ConsumerGroup>> groups;
-  {
-    absl::MutexLock lock(&mu_);
-    for (auto it = groups_.lower_bound(Key(topic, ""));
-         it != groups_.end() && it->first.first == topic; ++it) {
-      if (ExactlyOnce(*it->second) && NotifiesWritten(*it->second->topic())) continue;
-      groups.push_back(it->second);
-    }
-  }
-  for (const auto& g : groups) g->notifier().Notify();
+  NotifyGroups(topic, [](const ConsumerGroup& g) {
+    return !(ExactlyOnce(g) && NotifiesWritten(*g.topic()));
+  });
 }
 
-void GroupRegistry::NotifyWritten(absl::string_view topic) {
+void GroupRegistry::NotifyWritten(absl::string_view topic) { NotifyGroups(topic, &ExactlyOnce); }
+
+void GroupRegistry::NotifyGroups(absl::string_view topic,
+                                 absl::FunctionRef<bool(const ConsumerGroup&)> wanted) {
   std::vector<std::shared_ptr<ConsumerGroup>> groups;
   {
     absl::MutexLock lock(&mu_);
     for (auto it = groups_.lower_bound(Key(topic, ""));
          it != groups_.end() && it->first.first == topic; ++it) {
-      if (ExactlyOnce(*it->second)) groups.push_back(it->second);
+      if (wanted(*it->second)) groups.push_back(it->second);
     }
   }
+  // Outside mu_: a listener may call back into the registry.
   for (const auto& g : groups) g->notifier().Notify();
 }
 

@@ -22,6 +22,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/btree_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -118,6 +119,10 @@ class GroupRegistry {
   GroupRegistry(Broker* broker, Clock* clock, std::unique_ptr<GroupStore> store,
                 DeliveryTokenCodec codec)
       : broker_(broker), clock_(clock), store_(std::move(store)), codec_(std::move(codec)) {}
+
+  // Notifies the groups of `topic` that `wanted` picks.
+  void NotifyGroups(absl::string_view topic, absl::FunctionRef<bool(const ConsumerGroup&)> wanted)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   absl::StatusOr<std::shared_ptr<ConsumerGroup>> MakeGroup(
       const StoredGroup& stored, std::shared_ptr<Topic> topic,
